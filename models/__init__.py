@@ -1,0 +1,1 @@
+"""edgegen.models: shipped pretrained artifacts (data only; none shipped yet)."""

@@ -1,0 +1,110 @@
+"""The ``edgegen`` command: a click group whose subcommands load only when called.
+
+Subcommands live with the code they drive (``edgegen train`` in ``edgegen.train``); loading them
+lazily keeps ``edgegen --help`` working with only ``edgegen[cpu]`` installed, and turns a missing
+extra into one line that says what to install.
+
+Exit codes: 0 success; 1 a check ran and failed; 2 a usage or input error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import EdgegenError
+
+# name -> (module, attribute, extra that provides its imports, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "train": ("edgegen.train.cli", "train", "train", "Train a residual generator on photos."),
+}
+
+
+class MissingExtra(EdgegenError):
+    """A subcommand whose optional dependencies are not installed."""
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that subcommand runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(SUBCOMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in SUBCOMMANDS and cmd_name not in self.commands:
+            return _Placeholder(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+class _Placeholder(click.Command):
+    """Stands in for a lazy subcommand: short help without importing, the real one on demand."""
+
+    def __init__(self, name: str) -> None:
+        module, attr, extra, short = SUBCOMMANDS[name]
+        super().__init__(name, help=short, short_help=short, add_help_option=False)
+        self._target = (module, attr, extra)
+        self.context_settings = {"ignore_unknown_options": True, "allow_extra_args": True}
+        self.params = [click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)]
+
+    def _load(self) -> click.Command:
+        module, attr, extra = self._target
+        try:
+            cmd = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or "a dependency"
+            raise MissingExtra(
+                f"'edgegen {self.name}' needs {missing}, which is not installed: "
+                f"pip install 'edgegen[{extra}]'"
+            ) from None
+        assert isinstance(cmd, click.Command)
+        return cmd
+
+    def invoke(self, ctx: click.Context) -> Any:
+        real = self._load()
+        args = list(ctx.params.get("args", ()))
+        with real.make_context(self.name, args, parent=ctx.parent) as sub_ctx:
+            return real.invoke(sub_ctx)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgegen")
+def cli() -> None:
+    """edgegen: train residual image generators, export them to ONNX, run and compare them.
+
+    \b
+    Exit codes:
+      0  success
+      1  a check ran and failed (verification, a threshold)
+      2  a usage or input error, reported as one line
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: every error is one line on stderr with its exit code, no traceback."""
+    try:
+        # Without standalone mode click returns a command's return value (our commands return
+        # their exit code, or None for success) and the exit code of --help/--version.
+        rc = cli.main(args=argv, prog_name="edgegen", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("edgegen: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"edgegen: error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except EdgegenError as exc:
+        click.echo(f"edgegen: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("edgegen: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m edgegen.runtime.cli`, used by torchrun
+    main()

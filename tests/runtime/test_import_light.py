@@ -1,0 +1,89 @@
+"""The runtime must work with only numpy + onnxruntime: no torch, onnx or scikit-image."""
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Makes the heavy packages unimportable inside the child, as if they were not installed.
+BLOCKER = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {'torch', 'onnx', 'skimage', 'safetensors', 'onnxslim'}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKER + code], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_runtime_imports_without_heavy_packages():
+    proc = run_python(
+        "import edgegen.runtime, edgegen.runtime.cli, sys\n"
+        "heavy = {'torch', 'onnx', 'skimage', 'PIL'} & {m.split('.')[0] for m in sys.modules}\n"
+        "assert not heavy, heavy\n"
+        "print(edgegen.runtime.ModelSpec(task='denoise').to_json())"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert '"task": "denoise"' in proc.stdout
+
+
+def test_help_works_and_train_names_the_extra_without_torch():
+    proc = run_python("from edgegen.runtime.cli import main; main(['--help'])")
+    assert proc.returncode == 0, proc.stderr
+    assert "train" in proc.stdout
+
+    proc = run_python("from edgegen.runtime.cli import main; main(['train', '--steps', '1'])")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "pip install 'edgegen[train]'" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_cpu_only_venv(tmp_path):
+    """A real venv with `pip install .[cpu]` only: no torch anywhere."""
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    py = env_dir / "bin" / "python"
+    pip = [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    constraints = ["-c", str(ROOT / "requirements" / "constraints.txt")]
+    subprocess.run([*pip, *constraints, f"{ROOT}[cpu]"], check=True, timeout=600)
+    check = subprocess.run(
+        [str(py), "-c", "import importlib.util as u; print(u.find_spec('torch'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert check.stdout.strip() == "None"
+    proc = subprocess.run(
+        [str(py), "-c", "import edgegen.runtime, onnxruntime; print(edgegen.runtime.__version__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    exe = env_dir / "bin" / "edgegen"
+    help_proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert help_proc.returncode == 0 and "train" in help_proc.stdout
+    train_proc = subprocess.run(
+        [str(exe), "train"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert train_proc.returncode == 2
+    assert "edgegen[train]" in train_proc.stderr and "Traceback" not in train_proc.stderr

@@ -1,0 +1,1 @@
+"""edgegen.train: architectures, data, degradations and the training loop (needs torch)."""

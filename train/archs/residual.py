@@ -1,0 +1,124 @@
+"""ResidualGenerator: conv head -> N residual blocks -> conv -> [PixelShuffle] + global skip."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import ACTIVATIONS, ResidualBlock, conv3x3, make_activation
+
+
+@dataclass(frozen=True)
+class GeneratorParams:
+    """Every architecture parameter; stored in the spec so the runtime and export can rebuild it."""
+
+    channels: int = 32
+    blocks: int = 8
+    scale: int = 1
+    in_channels: int = 3
+    out_channels: int = 3
+    act: str = "relu"
+    batch_norm: bool = False
+    res_scale: float = 1.0
+    act_after_add: bool = False
+
+    def __post_init__(self) -> None:
+        if self.channels < 1 or self.blocks < 0:
+            raise ValueError(
+                f"channels must be >= 1 and blocks >= 0 (got {self.channels}, {self.blocks})"
+            )
+        if self.scale not in (1, 2, 3, 4):
+            raise ValueError(f"scale must be 1, 2, 3 or 4, got {self.scale}")
+        if self.in_channels not in (1, 3) or self.out_channels not in (1, 3):
+            raise ValueError("in_channels and out_channels must each be 1 or 3")
+        if self.act not in ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {self.act!r}; choose from {', '.join(ACTIVATIONS)}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ResidualGenerator(nn.Module):
+    """A residual image-to-image generator (denoising, JPEG removal, x2/x3/x4 super-resolution).
+
+    The network predicts a correction that is added to the input (or, for super-resolution, to a
+    bicubic upsampling of it), so at initialisation it is close to the identity and only has to
+    learn the residual: the degradation to remove.
+    """
+
+    arch_name = "residual_generator"
+
+    def __init__(self, params: GeneratorParams | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        p = params if params is not None else GeneratorParams(**kwargs)
+        self.params = p
+        c = p.channels
+        self.head = conv3x3(p.in_channels, c)
+        self.body = nn.Sequential(
+            *[
+                ResidualBlock(c, p.act, p.batch_norm, p.res_scale, p.act_after_add)
+                for _ in range(p.blocks)
+            ]
+        )
+        self.body_tail = conv3x3(c, c)
+        if p.scale > 1:
+            # One sub-pixel convolution at low resolution (ESPCN): cheaper than transposed convs
+            # and free of their checkerboard artefacts.
+            self.upsample: nn.Module = nn.Sequential(
+                conv3x3(c, c * p.scale * p.scale),
+                nn.PixelShuffle(p.scale),
+                make_activation(p.act, c),
+            )
+        else:
+            self.upsample = nn.Identity()
+        self.tail = conv3x3(c, p.out_channels)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # Kaiming init (fan_in, matched to ReLU-family nonlinearities) keeps activations at unit
+        # scale through the head; inside each residual branch and at the output the weights are
+        # scaled by 0.1 (as ESRGAN/BasicSR do) so that every block, and the network as a whole,
+        # starts near the identity. Without BN this is what lets a deep residual stack train at
+        # a high learning rate from step one.
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, a=0.0, mode="fan_in", nonlinearity="relu")
+                if name.startswith("body.") or name == "tail":
+                    module.weight.data.mul_(0.1)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def skip(self, x: torch.Tensor) -> torch.Tensor:
+        """The global skip: the input, upsampled for SR and mapped to the output channels."""
+        p = self.params
+        if p.scale > 1:
+            x = F.interpolate(x, scale_factor=p.scale, mode="bicubic", align_corners=False)
+        if p.in_channels == 1 and p.out_channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        elif p.in_channels == 3 and p.out_channels == 1:
+            x = x.mean(dim=1, keepdim=True)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.head(x)
+        feat = feat + self.body_tail(self.body(feat))
+        return self.tail(self.upsample(feat)) + self.skip(x)
+
+    def receptive_field(self) -> int:
+        """Receptive field in input pixels: every 3x3 conv at input resolution adds 2.
+
+        head + 2 per block + body_tail + (tail for scale 1, or the sub-pixel conv for SR, whose
+        tail then runs at output resolution and adds 2 output pixels = 2/scale input pixels).
+        """
+        p = self.params
+        rf = 1 + 2 * (3 + 2 * p.blocks)
+        if p.scale > 1:
+            rf += math.ceil(2 / p.scale)
+        return rf

@@ -1,0 +1,179 @@
+"""Checkpoints: safetensors weights plus JSON (config, spec, optimizer/scheduler/RNG state, step,
+metrics). Never a pickle.
+
+``RUN/<name>.safetensors`` is self-contained: the model's weights under their state_dict names,
+the optimizer's tensors under ``__optim__.`` (last checkpoint only) and the whole JSON record in
+the safetensors metadata. It is written to a temporary name and renamed, so it is always either
+the previous complete checkpoint or the new complete one. ``RUN/<name>.json`` is the same record
+for people and tools (jq); it is written after the weights, and loading trusts the safetensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from edgegen.runtime.errors import EdgegenError
+
+FORMAT = "edgegen.checkpoint"
+FORMAT_VERSION = 1
+META_KEY = "edgegen"
+OPTIM_PREFIX = "__optim__."
+RNG_KEY = "__rng__.torch"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    atomic_write(path, write)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    record: dict[str, Any]
+    weights: dict[str, torch.Tensor]
+    optimizer_tensors: dict[str, torch.Tensor]
+    torch_rng: torch.Tensor | None
+
+    @property
+    def step(self) -> int:
+        return int(self.record["step"])
+
+
+def save_checkpoint(
+    run: Path,
+    name: str,
+    record: dict[str, Any],
+    model_state: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``run/name.safetensors`` and ``run/name.json`` atomically; returns the weights path."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
+    record = dict(record, format=FORMAT, format_version=FORMAT_VERSION)
+    if optimizer_state is not None:
+        flat, groups = _flatten_optimizer(optimizer_state)
+        tensors.update(flat)
+        record["optimizer"] = {"param_groups": groups}
+        tensors[RNG_KEY] = torch.get_rng_state()
+    text = json.dumps(record, indent=2, sort_keys=True, default=_json_default)
+    path = run / f"{name}.safetensors"
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={META_KEY: text}))
+    atomic_write_text(run / f"{name}.json", text + "\n")
+    return path
+
+
+def resolve(path: str | Path, prefer: str = "best") -> Path:
+    """A run folder -> its ``prefer`` (or other) checkpoint; a .safetensors file -> itself."""
+    p = Path(path)
+    if p.is_dir():
+        for name in (prefer, "last" if prefer == "best" else "best"):
+            candidate = p / f"{name}.safetensors"
+            if candidate.is_file():
+                return candidate
+        raise EdgegenError(f"{p} holds no checkpoint (no best.safetensors or last.safetensors)")
+    if p.suffix == ".json" and p.with_suffix(".safetensors").is_file():
+        return p.with_suffix(".safetensors")
+    if not p.exists():
+        raise EdgegenError(f"checkpoint {p} does not exist")
+    return p
+
+
+def load_checkpoint(path: str | Path, prefer: str = "best") -> Checkpoint:
+    from safetensors import SafetensorError, safe_open
+
+    p = resolve(path, prefer)
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - not a dict
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise EdgegenError(f"{p} is not a readable safetensors checkpoint: {exc}") from None
+    if META_KEY not in meta:
+        raise EdgegenError(f"{p} is not an edgegen checkpoint (no '{META_KEY}' metadata)")
+    try:
+        record = json.loads(meta[META_KEY])
+    except json.JSONDecodeError as exc:
+        raise EdgegenError(f"{p}: checkpoint metadata is not valid JSON: {exc}") from None
+    if record.get("format") != FORMAT or record.get("format_version", 0) > FORMAT_VERSION:
+        raise EdgegenError(f"{p}: unsupported checkpoint format {record.get('format')!r}")
+    weights = {k: v for k, v in tensors.items() if not k.startswith("__")}
+    optim = {k[len(OPTIM_PREFIX) :]: v for k, v in tensors.items() if k.startswith(OPTIM_PREFIX)}
+    return Checkpoint(p, record, weights, optim, tensors.get(RNG_KEY))
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], list[Any]]:
+    flat: dict[str, torch.Tensor] = {}
+    for index, per_param in state["state"].items():
+        for key, value in per_param.items():
+            tensor = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+            flat[f"{OPTIM_PREFIX}{index}.{key}"] = tensor.detach().to("cpu").contiguous()
+    return flat, state["param_groups"]
+
+
+def optimizer_state_from(ckpt: Checkpoint) -> dict[str, Any]:
+    """Rebuild ``optimizer.state_dict()`` from a checkpoint written by :func:`save_checkpoint`."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in ckpt.optimizer_tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = tensor
+    return {"state": state, "param_groups": ckpt.record["optimizer"]["param_groups"]}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

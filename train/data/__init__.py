@@ -1,0 +1,23 @@
+"""Data: photo sources, degradations and the patch stream."""
+
+from .dataset import PatchDataset, StreamSampler, ValPair, make_val_pairs
+from .degrade import BicubicDownscale, Degradation, GaussianNoise, JpegCompression, make_degradation
+from .images import BUNDLED_HELD_OUT, BUNDLED_TRAIN, Photo, find_images, load_all, load_photo
+
+__all__ = [
+    "BUNDLED_HELD_OUT",
+    "BUNDLED_TRAIN",
+    "BicubicDownscale",
+    "Degradation",
+    "GaussianNoise",
+    "JpegCompression",
+    "PatchDataset",
+    "Photo",
+    "StreamSampler",
+    "ValPair",
+    "find_images",
+    "load_all",
+    "load_photo",
+    "make_degradation",
+    "make_val_pairs",
+]

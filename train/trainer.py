@@ -1,0 +1,498 @@
+"""The training loop: data, model, optimiser, schedule, validation, checkpoints, DDP.
+
+Runs unchanged as one process or under ``torchrun`` (DDP: each rank draws its own shard of the
+sample stream; rank 0 alone validates and writes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from edgegen.runtime import __version__
+from edgegen.runtime.errors import EdgegenError
+from edgegen.runtime.spec import ModelSpec, Provenance
+from torch import nn
+
+from . import archs
+from .checkpoint import (
+    atomic_write_text,
+    load_checkpoint,
+    optimizer_state_from,
+    save_checkpoint,
+)
+from .config import TrainConfig
+from .data import (
+    PatchDataset,
+    StreamSampler,
+    find_images,
+    load_all,
+    make_degradation,
+    make_val_pairs,
+)
+from .data.images import LoadResult, Photo, bundled_paths
+from .validate import Validator, summarize
+
+Log = Callable[[str], None]
+UNKNOWN_TOTAL = 10**12  # a --minutes run's step count before the first steps were timed
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class TrainResult:
+    run: Path
+    step: int
+    total_steps: int
+    metrics: dict[str, float]
+    best: dict[str, float]
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------- data
+
+
+def load_photos(cfg: TrainConfig, log: Log) -> tuple[list[Photo], list[Photo]]:
+    """Training and held-out photos, with unreadable and too-small files skipped (and named)."""
+    bundled = cfg.data == "bundled"
+    train_root = None if bundled else Path(cfg.data)
+    train = load_all(
+        bundled_paths("train") if bundled else find_images(Path(cfg.data)), cfg.channels_io, train_root
+    )
+    if cfg.val == "bundled" or (cfg.val is None and bundled):
+        val = load_all(bundled_paths("val"), cfg.channels_io)
+    elif cfg.val is not None:
+        val = load_all(find_images(Path(cfg.val)), cfg.channels_io, Path(cfg.val))
+    else:
+        val = LoadResult([], [])
+    failed = train.failed + val.failed
+    if failed:
+        listing = "; ".join(f"{p} ({why})" for p, why in failed)
+        log(f"edgegen: warning: skipped {len(failed)} unreadable image(s): {listing}")
+    if not train.photos:
+        raise EdgegenError(f"no readable training images in {cfg.data}")
+    if cfg.val is None and not bundled:
+        # A fixed split of the user's readable photos: every 10th (at least one) is held out.
+        if len(train.photos) == 1:
+            log(f"edgegen: warning: {cfg.data} holds one image; validating on the training image")
+            val.photos = list(train.photos)
+        else:
+            held = set(range(0, len(train.photos), max(2, min(10, len(train.photos)))))
+            val.photos = [p for i, p in enumerate(train.photos) if i in held]
+            train.photos = [p for i, p in enumerate(train.photos) if i not in held]
+    if not val.photos:
+        raise EdgegenError(f"no readable validation images in {cfg.val}")
+
+    fits = [p for p in train.photos if min(p.height, p.width) >= cfg.patch]
+    if not fits:
+        largest = max(train.photos, key=lambda p: min(p.height, p.width))
+        raise EdgegenError(
+            f"--patch {cfg.patch} is larger than every training image "
+            f"(largest: {largest.name}, {largest.width}x{largest.height})"
+        )
+    if len(fits) < len(train.photos):
+        small = [p.name for p in train.photos if min(p.height, p.width) < cfg.patch]
+        log(
+            f"edgegen: warning: {len(small)} image(s) smaller than --patch {cfg.patch} not used: "
+            + ", ".join(small)
+        )
+    return fits, val.photos
+
+
+# ----------------------------------------------------------------------------------- pieces
+
+
+def build_model(cfg: TrainConfig) -> archs.ResidualGenerator:
+    return archs.build(
+        cfg.arch,
+        channels=cfg.channels,
+        blocks=cfg.blocks,
+        scale=cfg.effective_scale,
+        in_channels=cfg.channels_io,
+        out_channels=cfg.channels_io,
+        act=cfg.act,
+        batch_norm=cfg.batch_norm,
+        res_scale=cfg.res_scale,
+        act_after_add=cfg.act_after_add,
+    )
+
+
+def make_spec(cfg: TrainConfig, model: archs.ResidualGenerator) -> ModelSpec:
+    degradation = make_degradation(cfg.task, cfg.sigma, cfg.effective_scale, cfg.quality)
+    return ModelSpec(
+        task=cfg.task,
+        scale=cfg.effective_scale,
+        in_channels=cfg.channels_io,
+        out_channels=cfg.channels_io,
+        color_order="RGB" if cfg.channels_io == 3 else "GRAY",
+        arch=model.arch_name,
+        arch_params=model.params.to_dict(),
+        receptive_field=model.receptive_field(),
+        degradation=degradation.describe(),
+        provenance=Provenance(edgegen_version=__version__, run=Path(cfg.out).name),
+    )
+
+
+def loss_function(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if name == "l1":
+        return F.l1_loss
+    if name == "mse":
+        return F.mse_loss
+    if name == "charbonnier":
+        return lambda out, target: torch.sqrt((out - target) ** 2 + 1e-6).mean()
+    raise EdgegenError(f"unknown loss {name!r}")
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class Schedule:
+    """Linear warm-up, then cosine decay to ``min_lr`` at the final step (or a constant rate).
+
+    A callable object rather than a lambda so that ``total`` can be fixed late, for --minutes.
+    """
+
+    def __init__(self, cfg: TrainConfig, total: int) -> None:
+        self.warmup = cfg.warmup
+        self.cosine = cfg.schedule == "cosine"
+        self.floor = min(1.0, cfg.min_lr / cfg.lr)
+        self.total = total
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if not self.cosine:
+            return 1.0
+        span = max(1, self.total - self.warmup)
+        t = min(1.0, (step - self.warmup) / span)
+        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+# ----------------------------------------------------------------------------------- DDP
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def init_dist(device_kind: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    dist = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if device_kind == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    if device_kind == "cpu":
+        # Ranks on one machine share its cores; each takes its share instead of all of them.
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
+    return dist
+
+
+def pick_device(name: str, dist: Dist) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise EdgegenError(
+            "--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False)"
+        )
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", dist.local_rank)
+    return torch.device("cpu")
+
+
+# ----------------------------------------------------------------------------------- loop
+
+
+def prepare_run(cfg: TrainConfig, resume: str | None) -> tuple[TrainConfig, Any]:
+    """The config to train with and the checkpoint to continue from (if resuming)."""
+    if resume is None:
+        out = Path(cfg.out)
+        if (out / "last.safetensors").exists():
+            raise EdgegenError(
+                f"{out} already holds a training run; pass --resume {out} to continue it, "
+                "or choose another --out"
+            )
+        return cfg, None
+    ckpt = load_checkpoint(resume, prefer="last")
+    saved = TrainConfig.from_dict(ckpt.record["config"], where=f"config in {ckpt.path}")
+    # Only settings that do not change the maths may differ on resume.
+    saved.out = str(Path(resume) if Path(resume).is_dir() else ckpt.path.parent)
+    saved.workers, saved.device = cfg.workers, cfg.device
+    return saved, ckpt
+
+
+def train(
+    cfg: TrainConfig, resume: str | None = None, progress: bool = True, log: Log = _stderr
+) -> TrainResult:
+    """Train ``cfg`` (or continue the run at ``resume``) and return the final metrics."""
+    cfg.validate()
+    cfg, ckpt = prepare_run(cfg, resume)
+    dist = init_dist(
+        "cuda"
+        if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
+    try:
+        return _train(cfg, ckpt, dist, progress, log)
+    finally:
+        if dist.world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) -> TrainResult:
+    device = pick_device(cfg.device, dist)
+    run = Path(cfg.out)
+    scale = cfg.effective_scale
+    train_photos, val_photos = load_photos(cfg, log if dist.main else (lambda _m: None))
+    degradation = make_degradation(cfg.task, cfg.sigma, scale, cfg.quality)
+    dataset = PatchDataset(train_photos, degradation, cfg.patch, cfg.seed, scale)
+    if cfg.batch % dist.world:
+        raise EdgegenError(f"--batch {cfg.batch} is not divisible by {dist.world} processes")
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(device)
+    spec = make_spec(cfg, model)
+    optimizer = make_optimizer(cfg, model)
+    total = cfg.steps if cfg.steps is not None else (UNKNOWN_TOTAL if cfg.minutes else 1000)
+    schedule = Schedule(cfg, total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+    start, elapsed, best, best_step, curve = 0, 0.0, -math.inf, 0, []
+    if ckpt is not None:
+        model.load_state_dict(ckpt.weights)
+        optimizer.load_state_dict(optimizer_state_from(ckpt))
+        scheduler.load_state_dict(ckpt.record["scheduler"])
+        if ckpt.torch_rng is not None:
+            torch.set_rng_state(ckpt.torch_rng)
+        start, elapsed = ckpt.step, float(ckpt.record["elapsed_s"])
+        total = int(ckpt.record["total_steps"])
+        schedule.total = total
+        best = float(ckpt.record.get("best", {}).get("psnr", -math.inf))
+        best_step = int(ckpt.record.get("best", {}).get("step", 0))
+        curve = _read_metrics(run, upto=start)
+
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    amp_dtype = (
+        (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        if cuda and cfg.amp
+        else None
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    autocast = (
+        torch.autocast("cuda", dtype=amp_dtype)
+        if amp_dtype is not None
+        else contextlib.nullcontext()
+    )
+    net: nn.Module = model
+    if dist.world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if cuda else None
+        )
+
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=cfg.batch // dist.world,
+        sampler=StreamSampler(start, cfg.batch, dist.rank, dist.world),
+        num_workers=cfg.workers,
+        pin_memory=cuda,
+        persistent_workers=cfg.workers > 0,
+        prefetch_factor=4 if cfg.workers > 0 else None,
+    )
+    validator = (
+        Validator(make_val_pairs(val_photos, degradation, scale), scale) if dist.main else None
+    )
+    loss_fn = loss_function(cfg.loss)
+
+    def record(step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "step": step,
+            "total_steps": total,
+            "elapsed_s": elapsed,
+            "config": cfg.to_dict(),
+            "spec": spec.to_dict(),
+            "metrics": metrics,
+            "best": {"psnr": best, "step": best_step},
+            "scheduler": scheduler.state_dict(),
+        }
+
+    def validate_and_save(step: int, train_loss: float | None) -> dict[str, Any]:
+        nonlocal best, best_step
+        assert validator is not None
+        t0 = time.perf_counter()
+        scores = validator.run(model, device)
+        metrics: dict[str, Any] = {
+            "step": step,
+            "seconds": round(elapsed, 3),
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": train_loss,
+            **summarize(scores),
+            "images": {s.name: {"psnr": s.psnr, "ssim": s.ssim} for s in scores},
+            "val_seconds": round(time.perf_counter() - t0, 3),
+        }
+        curve.append(metrics)
+        atomic_write_text(run / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in curve))
+        improved = metrics["psnr"] > best
+        if improved:
+            best, best_step = metrics["psnr"], step
+        state = model.state_dict()
+        save_checkpoint(run, "last", record(step, metrics), state, optimizer.state_dict())
+        if improved:
+            save_checkpoint(run, "best", record(step, metrics), state)
+        return metrics
+
+    bar = None
+    if dist.main:
+        run.mkdir(parents=True, exist_ok=True)
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(
+                total=None if total == UNKNOWN_TOTAL else total,
+                initial=start,
+                desc="train",
+                unit="step",
+                dynamic_ncols=True,
+                mininterval=0.5 if sys.stderr.isatty() else 10.0,
+                file=sys.stderr,
+            )
+    val_time = 0.0
+    if dist.main and start == 0:
+        m0 = validate_and_save(0, None)
+        val_time = m0["val_seconds"]
+        _report(log, bar, m0, total)
+    dist.barrier()
+
+    step = start
+    running, count = 0.0, 0
+    t_last = time.perf_counter()
+    calib = (2, 12)  # steps timed to fix the step count of a --minutes run
+    calib_t0 = 0.0
+    iterator = iter(loader)
+    try:
+        while step < total:
+            degraded, clean = next(iterator)
+            degraded = degraded.to(device, non_blocking=True)
+            clean = clean.to(device, non_blocking=True)
+            if cuda:
+                degraded = degraded.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                loss = loss_fn(net(degraded).float(), clean)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            running += float(loss.detach())
+            count += 1
+            now = time.perf_counter()
+            elapsed += now - t_last
+            t_last = now
+
+            if total == UNKNOWN_TOTAL and step - start in calib:
+                if step - start == calib[0]:
+                    calib_t0 = now
+                else:
+                    total = _steps_for_budget(cfg, dist, now - calib_t0, calib, val_time)
+                    schedule.total = total
+                    if bar is not None:
+                        bar.total = total
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{running / count:.4f}",
+                    lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                    refresh=False,
+                )
+            if step % cfg.val_every == 0 or step == total:
+                if dist.main:
+                    metrics = validate_and_save(step, running / count)
+                    _report(log, bar, metrics, total)
+                running, count = 0.0, 0
+                dist.barrier()
+                t_last = time.perf_counter()  # validation time is not training time
+    finally:
+        if bar is not None:
+            bar.close()
+        del iterator
+
+    final = curve[-1] if curve else {}
+    return TrainResult(
+        run=run,
+        step=step,
+        total_steps=total,
+        metrics={k: v for k, v in final.items() if isinstance(v, float)},
+        best={"psnr": best, "step": best_step},
+        curve=curve,
+    )
+
+
+def _steps_for_budget(
+    cfg: TrainConfig, dist: Dist, timed: float, calib: tuple[int, int], val_time: float
+) -> int:
+    """Steps that fit in --minutes: T = steps * t_step + (steps / val_every) * t_val."""
+    assert cfg.minutes is not None
+    per_step = timed / (calib[1] - calib[0])
+    steps = int(cfg.minutes * 60.0 / (per_step + val_time / cfg.val_every))
+    steps = max(calib[1], steps)
+    if dist.world > 1:
+        value = torch.tensor([steps], dtype=torch.int64)
+        torch.distributed.broadcast(value, src=0)
+        steps = int(value.item())
+    return steps
+
+
+def _report(log: Log, bar: Any, m: dict[str, Any], total: int) -> None:
+    loss = f"loss {m['train_loss']:.4f}  " if m.get("train_loss") is not None else ""
+    line = (
+        f"step {m['step']}/{total}  {loss}val PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  "
+        f"(input {m['input_psnr']:.2f} dB, {m['input_ssim']:.4f})  {m['seconds']:.0f}s"
+    )
+    if bar is not None:
+        bar.write(line, file=sys.stderr)
+    else:
+        log(line)
+
+
+def _read_metrics(run: Path, upto: int) -> list[dict[str, Any]]:
+    """The metrics already logged, minus any written after the checkpoint we resume from."""
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            if row["step"] <= upto:
+                rows.append(row)
+    return rows
