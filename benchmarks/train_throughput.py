@@ -85,7 +85,8 @@ def main() -> None:
         plain.append(plain_loop(args.arch, args.steps, args.batch, args.patch))
         ours.append(edgegen_loop(args.arch, args.steps, args.batch, args.patch, args.workers))
     result = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "arch": args.arch,
         "batch": args.batch,
@@ -96,12 +97,10 @@ def main() -> None:
         "edgegen_patches_per_s": [round(v, 1) for v in ours],
         "ratio": round(statistics.median(ours) / statistics.median(plain), 3),
     }
-    print(
-        f"plain PyTorch loop : {statistics.median(plain):8.1f} patches/s  {result['plain_patches_per_s']}"
-    )
-    print(
-        f"edgegen train      : {statistics.median(ours):8.1f} patches/s  {result['edgegen_patches_per_s']}"
-    )
+    for label, values in (("plain PyTorch loop", plain), ("edgegen train", ours)):
+        print(
+            f"{label:19}: {statistics.median(values):8.1f} patches/s  {[round(v) for v in values]}"
+        )
     print(f"ratio edgegen/plain: {result['ratio']:.3f}  (goal >= 0.9)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from edgegen.runtime.errors import EdgegenError
 
 FORMAT = "edgegen.checkpoint"
@@ -52,6 +53,18 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             os.close(dir_fd)
     except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
         pass
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete temporary files that :func:`atomic_write` left when its process was killed.
+
+    Only names of its own pattern (``.NAME.XXXXXXXX.tmp``) are touched; call it when no other
+    process writes to ``folder``.
+    """
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def _umask() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -105,6 +106,8 @@ def train(ctx: click.Context, resume: str | None, progress: bool, **options: Any
     cfg = build_config(options["preset"], given)
     result = run_training(cfg, resume=resume, progress=progress)
     best = result.best
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 speaks for the run
+        return
     click.echo(
         f"done: {result.run}  step {result.step}/{result.total_steps}  "
         f"val PSNR {result.metrics.get('psnr', float('nan')):.2f} dB "

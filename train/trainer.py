@@ -19,16 +19,18 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from edgegen.runtime import __version__
 from edgegen.runtime.errors import EdgegenError
 from edgegen.runtime.spec import ModelSpec, Provenance
-from torch import nn
 
 from . import archs
 from .checkpoint import (
     atomic_write_text,
     load_checkpoint,
     optimizer_state_from,
+    remove_stale_temps,
     save_checkpoint,
 )
 from .config import TrainConfig
@@ -69,7 +71,9 @@ def load_photos(cfg: TrainConfig, log: Log) -> tuple[list[Photo], list[Photo]]:
     bundled = cfg.data == "bundled"
     train_root = None if bundled else Path(cfg.data)
     train = load_all(
-        bundled_paths("train") if bundled else find_images(Path(cfg.data)), cfg.channels_io, train_root
+        bundled_paths("train") if bundled else find_images(Path(cfg.data)),
+        cfg.channels_io,
+        train_root,
     )
     if cfg.val == "bundled" or (cfg.val is None and bundled):
         val = load_all(bundled_paths("val"), cfg.channels_io)
@@ -362,14 +366,17 @@ def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) ->
         if improved:
             best, best_step = metrics["psnr"], step
         state = model.state_dict()
-        save_checkpoint(run, "last", record(step, metrics), state, optimizer.state_dict())
+        # best before last: a run killed between the two resumes from the older `last` and,
+        # being deterministic, reaches and re-saves this same best again.
         if improved:
             save_checkpoint(run, "best", record(step, metrics), state)
+        save_checkpoint(run, "last", record(step, metrics), state, optimizer.state_dict())
         return metrics
 
     bar = None
     if dist.main:
         run.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(run)  # left by a write that a SIGKILL interrupted
         if progress:
             from tqdm import tqdm
 
@@ -447,6 +454,10 @@ def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) ->
         del iterator
 
     final = curve[-1] if curve else {}
+    if dist.world > 1:  # every rank returns rank 0's numbers, not its own empty ones
+        shared: list[Any] = [final, best, best_step]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        final, best, best_step = shared
     return TrainResult(
         run=run,
         step=step,

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from edgegen.runtime.spec import ModelSpec, Provenance, SpecError
 
 

@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from edgegen.train import archs
 from edgegen.train.archs import GeneratorParams, ResidualBlock, ResidualGenerator
 

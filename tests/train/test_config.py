@@ -1,4 +1,5 @@
 import pytest
+
 from edgegen.runtime.errors import EdgegenError
 from edgegen.train.config import TrainConfig, build_config, load_preset, preset_names
 

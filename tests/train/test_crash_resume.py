@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from edgegen.runtime.errors import EdgegenError
 from edgegen.train import trainer as trainer_module
 from edgegen.train.checkpoint import load_checkpoint

@@ -12,6 +12,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from skimage import data as skdata
+
 from edgegen.runtime.errors import EdgegenError
 from edgegen.train.config import TrainConfig
 from edgegen.train.data import (
@@ -31,8 +34,6 @@ from edgegen.train.data import (
 )
 from edgegen.train.data.images import bundled_dir, bundled_paths
 from edgegen.train.trainer import load_photos
-from PIL import Image
-from skimage import data as skdata
 
 # ------------------------------------------------------------------------------- helpers
 
