@@ -119,18 +119,17 @@ def _to_array(img, channels: int) -> np.ndarray:  # type: ignore[no-untyped-def]
     mode = img.mode
     if mode.startswith("I;16"):
         # Native uint16 whatever the file's byte order (I;16B arrays are big-endian '>u2').
-        arr = np.asarray(img).astype(np.uint16)[..., None]
-        return np.repeat(arr, 3, axis=2) if channels == 3 else arr
+        return _planes(np.asarray(img).astype(np.uint16), channels)
     if mode == "I":
         # 32-bit integer images: 16-bit data if any value needs it, else 8-bit.
-        arr = np.asarray(img)
-        top = 65535 if arr.max() > 255 else 255
-        arr = np.clip(arr, 0, top).astype(np.uint16 if top > 255 else np.uint8)[..., None]
-        return np.repeat(arr, 3, axis=2) if channels == 3 else arr
+        values = np.asarray(img)
+        top = 65535 if values.max() > 255 else 255
+        return _planes(
+            np.clip(values, 0, top).astype(np.uint16 if top > 255 else np.uint8), channels
+        )
     if mode == "F":
-        arr = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
-        arr = np.round(arr * 65535).astype(np.uint16)[..., None]
-        return np.repeat(arr, 3, axis=2) if channels == 3 else arr
+        values = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+        return _planes(np.round(values * 65535).astype(np.uint16), channels)
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         mode = img.mode
@@ -146,6 +145,12 @@ def _to_array(img, channels: int) -> np.ndarray:  # type: ignore[no-untyped-def]
     if arr.ndim == 2:
         arr = arr[..., None]
     return np.ascontiguousarray(arr)
+
+
+def _planes(gray: np.ndarray, channels: int) -> np.ndarray:
+    """HW -> HWC with 1 channel, or 3 by repetition."""
+    arr = gray[..., None]
+    return np.repeat(arr, 3, axis=2) if channels == 3 else arr
 
 
 @dataclass
