@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _machine import describe
 
 RESULTS = Path(__file__).parent / "results"
 GOAL_DB = 30.1
@@ -68,7 +69,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1100)
     ap.add_argument("--also-seed", action="store_true")
     args = ap.parse_args()
-    summary = {"machine": platform.processor() or platform.machine(), "steps": args.steps}
+    summary = {"machine": describe(), "steps": args.steps}
     with tempfile.TemporaryDirectory() as tmp:
         presets = ["denoise-small"] + (["seed"] if args.also_seed else [])
         for preset in presets:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _machine import describe
 
 from edgegen.train import archs
 from edgegen.train.config import TrainConfig
@@ -85,7 +85,7 @@ def main() -> None:
         plain.append(plain_loop(args.arch, args.steps, args.batch, args.patch))
         ours.append(edgegen_loop(args.arch, args.steps, args.batch, args.patch, args.workers))
     result = {
-        "machine": platform.processor() or platform.machine(),
+        "machine": describe(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "arch": args.arch,

@@ -397,7 +397,8 @@ def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) ->
     dist.barrier()
 
     step = start
-    running, count = 0.0, 0
+    # The running loss stays on the device: a float() per step would sync CUDA every step.
+    running, count = torch.zeros((), device=device), 0
     t_last = time.perf_counter()
     calib = (2, 12)  # steps timed to fix the step count of a --minutes run
     calib_t0 = 0.0
@@ -420,7 +421,7 @@ def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) ->
             scaler.update()
             scheduler.step()
             step += 1
-            running += float(loss.detach())
+            running += loss.detach()
             count += 1
             now = time.perf_counter()
             elapsed += now - t_last
@@ -436,16 +437,18 @@ def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) ->
                         bar.total = total
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(
-                    loss=f"{running / count:.4f}",
-                    lr=f"{optimizer.param_groups[0]['lr']:.2e}",
-                    refresh=False,
-                )
+                if step % 25 == 0:
+                    bar.set_postfix(
+                        loss=f"{float(running) / count:.4f}",
+                        lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                        refresh=False,
+                    )
             if step % cfg.val_every == 0 or step == total:
                 if dist.main:
-                    metrics = validate_and_save(step, running / count)
+                    metrics = validate_and_save(step, float(running) / count)
                     _report(log, bar, metrics, total)
-                running, count = 0.0, 0
+                running.zero_()
+                count = 0
                 dist.barrier()
                 t_last = time.perf_counter()  # validation time is not training time
     finally:
