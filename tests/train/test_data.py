@@ -416,6 +416,20 @@ def test_patch_dataset_is_a_pure_function_of_seed_and_index(photos):
     assert torch.equal(ds[5][0], degraded)
 
 
+def test_batches_do_not_depend_on_the_number_of_workers(photos):
+    """What a DataLoader yields with 2 worker processes equals what the main process draws."""
+    ds = PatchDataset(photos, GaussianNoise(25), patch=32, seed=3)
+
+    def first_batches(workers: int) -> list[torch.Tensor]:
+        loader = torch.utils.data.DataLoader(
+            ds, batch_size=4, sampler=StreamSampler(2, 4), num_workers=workers
+        )
+        return [batch[0] for batch in itertools.islice(loader, 3)]
+
+    for serial, parallel in zip(first_batches(0), first_batches(2), strict=True):
+        assert torch.equal(serial, parallel)
+
+
 def test_patch_dataset_shapes_and_range(photos):
     ds = PatchDataset(photos, GaussianNoise(25), patch=32, seed=0)
     assert [p.name for p in ds.photos] == ["astronaut", "camera"]  # the tiny one is dropped
