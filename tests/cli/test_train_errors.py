@@ -2,18 +2,16 @@
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from clitools import TINY, assert_one_line_error, run_edgegen
 from PIL import Image
-
-EDGEGEN = [sys.executable, "-m", "edgegen.runtime.cli"]
 
 
 def edgegen(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*EDGEGEN, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return run_edgegen(*args, cwd=cwd, timeout=300)
 
 
 def photo_folder(root: Path, n: int = 3, size: int = 48) -> Path:
@@ -23,15 +21,6 @@ def photo_folder(root: Path, n: int = 3, size: int = 48) -> Path:
         pixels = rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(root / f"img{i}.png")
     return root
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture
@@ -88,23 +77,7 @@ def test_corrupt_image_is_skipped_and_training_goes_on(tmp_path, photos):
     (photos / "zz_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 50)
     shutil.copy(photos / "img0.png", photos / "img9.png")
     proc = edgegen(
-        "train",
-        "--data",
-        str(photos),
-        "--arch",
-        "tiny",
-        "--steps",
-        "3",
-        "--patch",
-        "32",
-        "--batch",
-        "2",
-        "--workers",
-        "0",
-        "--no-progress",
-        "--out",
-        "run",
-        cwd=tmp_path,
+        "train", "--data", str(photos), *TINY, "--steps", "3", "--out", "run", cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line]

@@ -4,22 +4,20 @@ import json
 import math
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from clitools import run_edgegen
 
 from edgegen.runtime.spec import ModelSpec
 from edgegen.train.archs import GeneratorParams, ResidualGenerator
 from edgegen.train.checkpoint import load_checkpoint
 from edgegen.train.data.images import bundled_paths
 
-EDGEGEN = [sys.executable, "-m", "edgegen.runtime.cli"]
-
 
 def edgegen(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*EDGEGEN, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+    proc = run_edgegen(*args, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -39,29 +37,9 @@ def read_metrics(run: Path) -> list[dict]:
 
 
 def test_denoiser_learns_and_its_checkpoint_is_self_describing(tmp_path, photos):
-    proc = edgegen(
-        "train",
-        "--data",
-        str(photos),
-        "--arch",
-        "tiny",
-        "--channels",
-        "8",
-        "--steps",
-        "60",
-        "--val-every",
-        "30",
-        "--patch",
-        "48",
-        "--batch",
-        "8",
-        "--workers",
-        "1",
-        "--no-progress",
-        "--out",
-        "run",
-        cwd=tmp_path,
-    )
+    opts = "--arch tiny --channels 8 --steps 60 --val-every 30 --patch 48 --batch 8 --workers 1"
+    proc = edgegen("train", "--data", str(photos), *opts.split(), "--no-progress", "--out", "run",
+                   cwd=tmp_path)  # fmt: skip
     run = tmp_path / "run"
     rows = read_metrics(run)
     assert [r["step"] for r in rows] == [0, 30, 60]
@@ -95,26 +73,8 @@ def test_denoiser_learns_and_its_checkpoint_is_self_describing(tmp_path, photos)
     ],
 )
 def test_other_tasks_train_and_record_their_spec(tmp_path, photos, args, in_size, out_size):
-    edgegen(
-        "train",
-        "--data",
-        str(photos),
-        "--arch",
-        "tiny",
-        "--steps",
-        "4",
-        "--val-every",
-        "4",
-        "--batch",
-        "2",
-        "--workers",
-        "0",
-        "--no-progress",
-        "--out",
-        "run",
-        *args,
-        cwd=tmp_path,
-    )
+    opts = "--arch tiny --steps 4 --val-every 4 --batch 2 --workers 0 --no-progress --out run"
+    edgegen("train", "--data", str(photos), *opts.split(), *args, cwd=tmp_path)
     ckpt = load_checkpoint(tmp_path / "run")
     spec = ModelSpec.from_dict(ckpt.record["spec"])
     model = ResidualGenerator(GeneratorParams(**spec.arch_params))
@@ -132,27 +92,8 @@ def test_other_tasks_train_and_record_their_spec(tmp_path, photos, args, in_size
 
 
 def test_minutes_fixes_the_step_count_and_finishes_the_schedule(tmp_path, photos):
-    edgegen(
-        "train",
-        "--data",
-        str(photos),
-        "--arch",
-        "tiny",
-        "--minutes",
-        "0.1",
-        "--patch",
-        "32",
-        "--batch",
-        "4",
-        "--workers",
-        "0",
-        "--warmup",
-        "2",
-        "--no-progress",
-        "--out",
-        "run",
-        cwd=tmp_path,
-    )
+    opts = "--arch tiny --minutes 0.1 --patch 32 --batch 4 --workers 0 --warmup 2 --no-progress"
+    edgegen("train", "--data", str(photos), *opts.split(), "--out", "run", cwd=tmp_path)
     ckpt = load_checkpoint(tmp_path / "run", prefer="last")
     total = ckpt.record["total_steps"]
     assert 12 <= total < 10**9 and ckpt.step == total

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +17,7 @@ from typing import Any
 
 import pytest
 import torch
+from clitools import assert_one_line_error, child_env, edgegen_cmd, run_edgegen
 
 from edgegen.runtime.errors import EdgegenError
 from edgegen.train import trainer as trainer_module
@@ -26,18 +25,6 @@ from edgegen.train.checkpoint import load_checkpoint
 from edgegen.train.config import TrainConfig
 from edgegen.train.trainer import train
 
-# Environment variables that would make a child think it runs under torchrun.
-DIST_VARS = {
-    "WORLD_SIZE",
-    "RANK",
-    "LOCAL_RANK",
-    "LOCAL_WORLD_SIZE",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "GROUP_RANK",
-    "ROLE_RANK",
-    "TORCHELASTIC_RUN_ID",
-}
 CHECKPOINT_FILES = ("best.json", "best.safetensors", "last.json", "last.safetensors")
 
 # The SIGKILL test: total steps, validation/checkpoint interval, and how many kills.
@@ -47,18 +34,8 @@ KILLS = 3
 PHASE_TIMEOUT = 240.0  # seconds; generous, the machine may be shared with CPU-heavy jobs
 
 
-def edgegen_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "edgegen.runtime.cli", *args]
-
-
-def child_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in DIST_VARS}
-
-
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        edgegen_cmd(*args), capture_output=True, text=True, timeout=timeout, env=child_env()
-    )
+    return run_edgegen(*args, timeout=timeout)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -344,10 +321,7 @@ def test_existing_run_is_not_overwritten(finished_run: Path) -> None:
         "train", "--arch", "tiny", "--steps", "4", "--val-every", "2", "--patch", "32",
         "--batch", "4", "--workers", "0", "--no-progress", "--out", str(finished_run),
     )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("edgegen: error:") and "--resume" in lines[0], lines[0]
+    assert_one_line_error(proc, "--resume")
     assert proc.stdout == ""
     assert snapshot(finished_run) == before
 
@@ -355,9 +329,6 @@ def test_existing_run_is_not_overwritten(finished_run: Path) -> None:
 def test_resume_refuses_changed_options(finished_run: Path) -> None:
     before = snapshot(finished_run)
     proc = run_cli("train", "--resume", str(finished_run), "--lr", "0.1", "--no-progress")
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("edgegen: error:") and "--lr" in lines[0], lines[0]
+    assert_one_line_error(proc, "--lr")
     assert proc.stdout == ""
     assert snapshot(finished_run) == before

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from clitools import child_env
 
 from edgegen.train.checkpoint import load_checkpoint
 from edgegen.train.config import TrainConfig
@@ -24,17 +25,6 @@ TORCHRUN = Path(sys.executable).parent / "torchrun"
 STEPS = 10
 BATCH = 8
 TIME_LIMIT = 120  # seconds for the whole torchrun
-DIST_VARS = {
-    "WORLD_SIZE",
-    "RANK",
-    "LOCAL_RANK",
-    "LOCAL_WORLD_SIZE",
-    "MASTER_ADDR",
-    "MASTER_PORT",
-    "GROUP_RANK",
-    "ROLE_RANK",
-    "TORCHELASTIC_RUN_ID",
-}
 DONE = re.compile(r"^done: .*$", re.MULTILINE)
 
 
@@ -62,7 +52,7 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> DdpRun:
         "--batch", str(BATCH), "--workers", "0", "--device", "cpu", "--no-progress",
         "--out", str(run),
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
+    env = child_env()
     # A session of its own, so that a hung run can be ended with its rank processes.
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
