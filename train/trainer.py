@@ -7,6 +7,7 @@ sample stream; rank 0 alone validates and writes).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
@@ -261,10 +262,19 @@ def train(
         if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
         else "cpu"
     )
-    try:
+    if dist.world == 1:
         return _train(cfg, ckpt, dist, progress, log)
+    try:
+        result = _train(cfg, ckpt, dist, progress, log)
+        # Tear down in order. The DDP wrapper (its reducer holds gloo work objects) sits in
+        # reference cycles; left to interpreter shutdown, or to outlive the group, it aborts
+        # the process ("terminate called without an active exception", SIGABRT) now and then.
+        # So: collect it now, wait until every rank has, then destroy the group.
+        gc.collect()
+        dist.barrier()
+        return result
     finally:
-        if dist.world > 1 and torch.distributed.is_initialized():
+        if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
