@@ -746,3 +746,19 @@ def test_load_photos_corrupt_first_file_does_not_abort(tmp_path):
     train, val = load_photos(TrainConfig(data=str(tmp_path), patch=32), messages.append)
     assert train and val
     assert any("a_bad.png" in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    "degradation",
+    [
+        GaussianNoise(25.0),
+        GaussianNoise((5.0, 50.0)),
+        BicubicDownscale(3),
+        JpegCompression((10.0, 40.0)),
+    ],
+)
+def test_degradation_round_trips_through_the_spec(degradation):
+    """What a spec records (via JSON) rebuilds the very degradation that trained the model."""
+    from edgegen.train.data import degradation_from_spec
+
+    assert degradation_from_spec(json.loads(json.dumps(degradation.describe()))) == degradation

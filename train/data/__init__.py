@@ -1,7 +1,14 @@
 """Data: photo sources, degradations and the patch stream."""
 
 from .dataset import PatchDataset, StreamSampler, ValPair, make_val_pairs
-from .degrade import BicubicDownscale, Degradation, GaussianNoise, JpegCompression, make_degradation
+from .degrade import (
+    BicubicDownscale,
+    Degradation,
+    GaussianNoise,
+    JpegCompression,
+    degradation_from_spec,
+    make_degradation,
+)
 from .images import BUNDLED_HELD_OUT, BUNDLED_TRAIN, Photo, find_images, load_all, load_photo
 
 __all__ = [
@@ -15,6 +22,7 @@ __all__ = [
     "Photo",
     "StreamSampler",
     "ValPair",
+    "degradation_from_spec",
     "find_images",
     "load_all",
     "load_photo",

@@ -94,6 +94,23 @@ class JpegCompression:
 Degradation = GaussianNoise | BicubicDownscale | JpegCompression
 
 
+def degradation_from_spec(described: dict[str, Any]) -> Degradation:
+    """Rebuild a degradation from the ``describe()`` dict a model spec carries."""
+
+    def value(key: str) -> float | Range:
+        v = described[key]
+        return (float(v[0]), float(v[1])) if isinstance(v, list) else float(v)
+
+    kind = described.get("kind")
+    if kind == "gaussian_noise":
+        return GaussianNoise(value("sigma"))
+    if kind == "bicubic_downscale":
+        return BicubicDownscale(int(described["scale"]))
+    if kind == "jpeg":
+        return JpegCompression(value("quality"))
+    raise ValueError(f"unknown degradation {kind!r} in the model spec")
+
+
 def make_degradation(
     task: str, sigma: float | Range = 25.0, scale: int = 2, quality: float | Range = 30.0
 ) -> Degradation:
