@@ -1,4 +1,15 @@
-"""edgegen.export: checkpoint -> verified ONNX artifacts (fp32, fp16, int8).
+"""edgegen.export: checkpoint or module -> verified ONNX artifacts (fp32, fp16, int8).
 
-Built by the export issue; the package exists now so that the layout is complete.
+from edgegen.export import ExportConfig, export_checkpoint, export_module
+export_checkpoint("runs/dn", ExportConfig(out="export/dn", precision=("fp32", "int8")))
 """
+
+from .api import ExportConfig, ExportResult, VerificationFailed, export_checkpoint, export_module
+
+__all__ = [
+    "ExportConfig",
+    "ExportResult",
+    "VerificationFailed",
+    "export_checkpoint",
+    "export_module",
+]

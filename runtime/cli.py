@@ -21,6 +21,12 @@ from .errors import EdgegenError
 # name -> (module, attribute, extra that provides its imports, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
     "train": ("edgegen.train.cli", "train", "train", "Train a residual generator on photos."),
+    "export": (
+        "edgegen.export.cli",
+        "export",
+        "train",
+        "Export a checkpoint to verified ONNX (fp32, fp16, int8).",
+    ),
 }
 
 

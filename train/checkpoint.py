@@ -10,11 +10,7 @@ for people and tools (jq); it is written after the weights, and loading trusts t
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,70 +18,18 @@ from typing import Any
 import torch
 
 from edgegen.runtime.errors import EdgegenError
+from edgegen.runtime.files import (  # noqa: F401 - re-exported: checkpoints are files too
+    atomic_write,
+    atomic_write_text,
+    remove_stale_temps,
+    sha256_file,
+)
 
 FORMAT = "edgegen.checkpoint"
 FORMAT_VERSION = 1
 META_KEY = "edgegen"
 OPTIM_PREFIX = "__optim__."
 RNG_KEY = "__rng__.torch"
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
-        pass
-
-
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete temporary files that :func:`atomic_write` left when its process was killed.
-
-    Only names of its own pattern (``.NAME.XXXXXXXX.tmp``) are touched; call it when no other
-    process writes to ``folder``.
-    """
-    stale = [p for p in folder.glob(".*.tmp") if p.is_file()]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    def write(tmp: Path) -> None:
-        tmp.write_text(text, encoding="utf-8")
-
-    atomic_write(path, write)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -1,0 +1,298 @@
+"""The export pipeline: checkpoint or module -> verified ONNX artifacts with manifests.
+
+An export is a transaction: every artifact is written under a temporary name, verified, and only
+when all of them pass are they renamed to ``model.<precision>.onnx`` (with golden samples and a
+manifest beside each). A failed tolerance raises with exit code 1 and leaves nothing under a real
+name; bad input raises with exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from torch import nn
+
+from edgegen.runtime import __version__
+from edgegen.runtime.errors import EdgegenError
+from edgegen.runtime.files import remove_stale_temps, sha256_file, temp_beside
+from edgegen.runtime.spec import ModelSpec
+
+from . import fp16 as fp16_mod
+from .onnx_export import DEFAULT_OPSET, export_fp32
+from .verify import Report, make_samples, tolerance_for, torch_outputs, verify, write_golden
+
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass
+class ExportConfig:
+    """Fields equal the ``edgegen export`` options."""
+
+    out: str = "export"
+    precision: tuple[str, ...] = ("fp32",)
+    opset: int = DEFAULT_OPSET
+    calib: str = "bundled"
+    calib_count: int = 32
+    calib_method: str = "minmax"
+    per_channel: bool = True
+    ort_format: bool = False
+    verify: bool = True
+    val: str = "bundled"  # held-out photos for verification and golden samples
+    tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
+    progress: bool = True
+
+    def validate(self) -> None:
+        unknown = [p for p in self.precision if p not in PRECISIONS]
+        if unknown or not self.precision:
+            given = ", ".join(unknown) or "(none)"
+            raise EdgegenError(f"unknown precision {given}; choose from {', '.join(PRECISIONS)}")
+        if self.calib_method not in CALIB_METHODS:
+            raise EdgegenError(
+                f"unknown calibration method {self.calib_method!r}; "
+                f"choose from {', '.join(CALIB_METHODS)}"
+            )
+        if self.calib_count < 1:
+            raise EdgegenError(f"--calib-count must be >= 1, got {self.calib_count}")
+        for prec in self.tolerances:
+            if prec not in PRECISIONS:
+                raise EdgegenError(f"tolerance for unknown precision {prec!r}")
+
+
+@dataclass
+class Artifact:
+    precision: str
+    path: Path
+    manifest: Path
+    golden: Path | None
+    ort: Path | None
+    report: Report | None
+    size_bytes: int
+
+
+class VerificationFailed(EdgegenError):
+    """An artifact broke its tolerance: exit code 1, and no artifact was written."""
+
+    exit_code = 1
+
+    def __init__(self, failures: list[str], artifacts: list[Artifact]) -> None:
+        super().__init__("verification failed, nothing written: " + "; ".join(failures))
+        self.failures = failures
+        self.artifacts = artifacts
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    artifacts: list[Artifact]
+
+
+def export_checkpoint(checkpoint: str | Path, config: ExportConfig) -> ExportResult:
+    """Export a training run (its best checkpoint) or a checkpoint file."""
+    from edgegen.train.archs import GeneratorParams, ResidualGenerator
+    from edgegen.train.checkpoint import load_checkpoint
+
+    config.validate()
+    ckpt = load_checkpoint(checkpoint, prefer="best")
+    if "spec" not in ckpt.record:
+        raise EdgegenError(f"{ckpt.path}: checkpoint has no model spec")
+    spec = ModelSpec.from_dict(ckpt.record["spec"])
+    if spec.arch != ResidualGenerator.arch_name:
+        raise EdgegenError(f"{ckpt.path}: unknown architecture {spec.arch!r}")
+    try:
+        model = ResidualGenerator(GeneratorParams(**spec.arch_params))
+        model.load_state_dict(ckpt.weights)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise EdgegenError(
+            f"{ckpt.path}: weights do not match the spec's architecture: {first}"
+        ) from None
+    metrics = {
+        k: float(v)
+        for k, v in ckpt.record.get("metrics", {}).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None
+    }
+    spec = spec.replace(
+        provenance=dataclasses.replace(
+            spec.provenance,
+            checkpoint_sha256=sha256_file(ckpt.path),
+            step=ckpt.step,
+            metrics=metrics,
+        )
+    )
+    return export_module(model, spec, config, source=ckpt.path)
+
+
+def export_module(
+    module: nn.Module, spec: ModelSpec, config: ExportConfig, source: Path | None = None
+) -> ExportResult:
+    """Export any image-to-image ``nn.Module`` described by ``spec`` (NCHW float in [0, 1])."""
+    from .verify import open_session
+
+    config.validate()
+    out = _prepare_out(Path(config.out))
+    if spec.provenance.edgegen_version is None:
+        provenance = dataclasses.replace(spec.provenance, edgegen_version=__version__)
+        spec = spec.replace(provenance=provenance)
+    fp32_model, slim_info = export_fp32(module, spec, config.opset)
+    samples = make_samples(spec, config.val)
+    references = torch_outputs(module, samples)
+
+    staged: list[tuple[Path, Path]] = []  # (temporary, final), renamed only if every one passes
+
+    def stage(name: str) -> Path:
+        tmp = temp_beside(out / name)
+        staged.append((tmp, out / name))
+        return tmp
+
+    # fp16 and int8 start from the fp32 file, so it is written even when not asked for.
+    fp32_tmp = temp_beside(out / "model.fp32.onnx")
+    artifacts: list[Artifact] = []
+    failures: list[str] = []
+    try:
+        onnx.save(fp32_model, str(fp32_tmp))
+        open_session(fp32_tmp)  # can onnxruntime run this opset at all? (exit 2 if not)
+        for precision in (p for p in PRECISIONS if p in config.precision):
+            name = f"model.{precision}"
+            settings: dict[str, Any] = {}
+            if precision == "fp32":
+                tmp = fp32_tmp
+                staged.append((tmp, out / f"{name}.onnx"))
+                settings["slim"] = slim_info
+            elif precision == "fp16":
+                tmp = stage(f"{name}.onnx")
+                onnx.save(fp16_mod.convert_fp16(fp32_model), str(tmp))
+                settings["fp16"] = fp16_mod.settings()
+            else:
+                tmp = stage(f"{name}.onnx")
+                settings["calibration"] = _quantize(fp32_tmp, tmp, spec, config)
+            tolerance = tolerance_for(precision, config.tolerances.get(precision))
+            report = None
+            if config.verify:
+                report = verify(tmp, precision, samples, references, tolerance)
+                failures += report.failures
+            files = {"model": tmp, "golden": stage(f"{name}.golden.npz")}
+            write_golden(files["golden"], precision, samples, references, tolerance)
+            if config.ort_format:
+                files["ort"] = stage(f"{name}.ort")
+                _write_ort(tmp, files["ort"])
+            manifest = _manifest(precision, files, config, spec, source, settings, report)
+            stage(f"{name}.manifest.json").write_text(_json(manifest), encoding="utf-8")
+            artifacts.append(
+                Artifact(
+                    precision,
+                    out / f"{name}.onnx",
+                    out / f"{name}.manifest.json",
+                    out / f"{name}.golden.npz",
+                    out / f"{name}.ort" if "ort" in files else None,
+                    report,
+                    tmp.stat().st_size,
+                )
+            )
+        if failures:
+            raise VerificationFailed(failures, artifacts)
+        for tmp, final in staged:
+            os.replace(tmp, final)
+        return ExportResult(out, artifacts)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        fp32_tmp.unlink(missing_ok=True)
+
+
+def _prepare_out(out: Path) -> Path:
+    """Create the output folder and prove it is writable, before any work is done."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".edgegen-probe.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise EdgegenError(f"output folder {out} is not writable: {exc.strerror or exc}") from None
+    remove_stale_temps(out)
+    return out
+
+
+def _quantize(
+    fp32_path: Path, out_path: Path, spec: ModelSpec, config: ExportConfig
+) -> dict[str, Any]:
+    from .calib import calibration_inputs
+    from .int8 import quantize_int8
+
+    calib = calibration_inputs(spec, config.calib, config.calib_count)
+    settings = quantize_int8(
+        fp32_path,
+        out_path,
+        calib,
+        method=config.calib_method,
+        per_channel=config.per_channel,
+        progress=config.progress,
+    )
+    settings["source"] = config.calib
+    return settings
+
+
+def _write_ort(model_path: Path, ort_path: Path) -> None:
+    """The ORT-format file for minimal/mobile onnxruntime builds (what onnxruntime's
+    convert_onnx_models_to_ort does: basic optimisations, saved in ORT format)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(ort_path)
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+
+def _manifest(
+    precision: str,
+    files: dict[str, Path],
+    config: ExportConfig,
+    spec: ModelSpec,
+    source: Path | None,
+    settings: dict[str, Any],
+    report: Report | None,
+) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    name = f"model.{precision}"
+    manifest: dict[str, Any] = {
+        "file": f"{name}.onnx",
+        "sha256": sha256_file(files["model"]),
+        "size_bytes": files["model"].stat().st_size,
+        "precision": precision,
+        "opset": config.opset,
+        "versions": {
+            "edgegen": __version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "source": {
+            "checkpoint": str(source) if source else None,
+            "checkpoint_sha256": spec.provenance.checkpoint_sha256,
+        },
+        "spec": spec.replace(precision=precision).to_dict(),
+        **settings,
+        "verification": report.to_dict() if report is not None else None,
+    }
+    suffixes = {"golden": "golden.npz", "ort": "ort"}
+    for key, suffix in suffixes.items():
+        if key in files:
+            manifest[key] = {"file": f"{name}.{suffix}", "sha256": sha256_file(files[key])}
+    return manifest
+
+
+def _json(data: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(data, indent=2) + "\n"

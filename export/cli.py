@@ -1,0 +1,129 @@
+"""``edgegen export``: a thin click command over :func:`edgegen.export.api.export_checkpoint`."""
+
+from __future__ import annotations
+
+import click
+
+from edgegen.runtime.errors import EdgegenError
+
+from .api import CALIB_METHODS, PRECISIONS, ExportConfig, VerificationFailed, export_checkpoint
+from .onnx_export import DEFAULT_OPSET
+
+
+def _precisions(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    names = tuple(p.strip() for p in value.split(",") if p.strip())
+    unknown = [p for p in names if p not in PRECISIONS]
+    if unknown or not names:
+        given = ", ".join(unknown) or repr(value)
+        raise click.BadParameter(f"unknown precision {given}; choose from {', '.join(PRECISIONS)}")
+    return names
+
+
+def _tolerances(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, dict[str, float]]:
+    parsed: dict[str, dict[str, float]] = {}
+    for item in values:
+        try:
+            key, number = item.split("=", 1)
+            precision, name = key.split(".", 1)
+            parsed.setdefault(precision, {})[name] = float(number)
+        except ValueError:
+            raise click.BadParameter(
+                f"{item!r} is not PRECISION.NAME=VALUE (e.g. int8.max_gt_psnr_drop=0.3)"
+            ) from None
+    return parsed
+
+
+@click.command("export")
+@click.argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+@click.option("--out", required=True, help="Folder for the artifacts (created if needed).")
+@click.option(
+    "--precision",
+    default="fp32",
+    show_default=True,
+    callback=_precisions,
+    help="Comma list of fp32, fp16, int8.",
+)
+@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, help="ONNX opset.")
+@click.option(
+    "--calib",
+    default="bundled",
+    show_default=True,
+    help="int8 calibration photos: 'bundled' (the training split) or a folder.",
+)
+@click.option("--calib-count", type=int, default=32, show_default=True, help="Calibration crops.")
+@click.option(
+    "--calib-method", type=click.Choice(CALIB_METHODS), default="minmax", show_default=True
+)
+@click.option(
+    "--per-channel/--per-tensor", default=True, show_default=True, help="int8 weight scales."
+)
+@click.option(
+    "--ort-format", is_flag=True, help="Also write model.<precision>.ort for minimal/mobile builds."
+)
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Verify every artifact against the PyTorch model.",
+)
+@click.option(
+    "--val",
+    default="bundled",
+    show_default=True,
+    help="Held-out photos for verification and golden samples.",
+)
+@click.option(
+    "--tolerance",
+    "tolerances",
+    multiple=True,
+    callback=_tolerances,
+    metavar="PREC.NAME=VALUE",
+    help="Override a tolerance, e.g. fp16.min_psnr_vs_torch=55 (names: max_lsb, "
+    "max_pct_over_1lsb, min_psnr_vs_torch, max_gt_psnr_drop).",
+)
+@click.option("--progress/--no-progress", default=True, help="Progress bar while calibrating.")
+def export(checkpoint: str, **options: object) -> int:
+    """Export a training run or checkpoint to verified ONNX artifacts.
+
+    Writes model.<precision>.onnx with model.<precision>.manifest.json and
+    model.<precision>.golden.npz beside it, for each precision asked for. Each artifact is
+    run on onnxruntime (CPU) and compared with the PyTorch model on held-out photos.
+
+    \b
+    Default tolerances against the PyTorch model:
+      fp32  max_lsb=0.0255 (1e-4 on [0,1])
+      fp16  min_psnr_vs_torch=60 dB, max_gt_psnr_drop=0.05 dB
+      int8  max_gt_psnr_drop=0.25 dB (PSNR vs ground truth, below torch's)
+
+    \b
+    Exit codes:
+      0  every artifact written and verified
+      1  an artifact broke its tolerance (nothing written)
+      2  bad input: checkpoint, options, calibration or output folder
+    """
+    config = ExportConfig(**options)  # type: ignore[arg-type]
+    try:
+        result = export_checkpoint(checkpoint, config)
+    except VerificationFailed as failed:
+        for artifact in failed.artifacts:
+            _print_report(artifact.precision, artifact.report)
+        raise
+    except EdgegenError:
+        raise
+    for artifact in result.artifacts:
+        _print_report(artifact.precision, artifact.report)
+        click.echo(f"wrote {artifact.path}  ({artifact.size_bytes / 1e6:.2f} MB)")
+    return 0
+
+
+def _print_report(precision: str, report: object) -> None:
+    from .verify import Report
+
+    if not isinstance(report, Report):
+        click.echo(f"{precision}: not verified (--no-verify)")
+        return
+    status = "PASS" if report.passed else "FAIL"
+    click.echo(f"{precision}: {status}")
+    click.echo(report.table())
