@@ -33,6 +33,7 @@ test: lint typecheck
 demo: install
 	rm -rf runs/demo
 	$(BIN)/edgegen train --preset denoise-small --steps 300 --val-every 100 --out runs/demo
+	$(BIN)/edgegen export runs/demo --out runs/demo/export --precision fp32,fp16,int8
 
 clean:
 	rm -rf $(VENV) .typecheck .pytest_cache .mypy_cache .ruff_cache runs

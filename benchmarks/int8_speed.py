@@ -28,7 +28,8 @@ from _machine import describe
 
 from edgegen.export.calib import calibration_inputs
 from edgegen.export.int8 import quantize_int8
-from edgegen.runtime.spec import METADATA_KEY, ModelSpec
+from edgegen.export.onnx_export import export_fp32 as export_model_fp32
+from edgegen.runtime.spec import ModelSpec
 from edgegen.train.checkpoint import load_checkpoint
 from edgegen.train.config import TrainConfig
 from edgegen.train.data import make_val_pairs
@@ -58,19 +59,8 @@ def load_model(checkpoint: str | None) -> tuple[torch.nn.Module, ModelSpec]:
 
 
 def export_fp32(model: torch.nn.Module, spec: ModelSpec, path: Path) -> None:
-    dynamic = {0: "batch", 2: "height", 3: "width"}
-    torch.onnx.export(
-        model,
-        (torch.rand(1, spec.in_channels, 64, 64),),
-        str(path),
-        input_names=["input"],
-        output_names=["output"],
-        dynamic_axes={"input": dynamic, "output": dynamic},
-        opset_version=17,
-        dynamo=False,
-    )
-    proto = onnx.load(str(path))
-    proto.metadata_props.add(key=METADATA_KEY, value=spec.to_json())
+    """The fp32 artifact exactly as `edgegen export` builds it (traced, checked, slimmed)."""
+    proto, _slim = export_model_fp32(model, spec)
     onnx.save(proto, str(path))
 
 

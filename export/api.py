@@ -44,6 +44,7 @@ class ExportConfig:
     calib_count: int = 32
     calib_method: str = "minmax"
     per_channel: bool = True
+    int8_mode: str = "static"  # "dynamic" is refused, with the reason
     ort_format: bool = False
     verify: bool = True
     val: str = "bundled"  # held-out photos for verification and golden samples
@@ -62,6 +63,10 @@ class ExportConfig:
             )
         if self.calib_count < 1:
             raise EdgegenError(f"--calib-count must be >= 1, got {self.calib_count}")
+        if "int8" in self.precision:
+            from .int8 import check_int8_mode
+
+            check_int8_mode(self.int8_mode)
         for prec in self.tolerances:
             if prec not in PRECISIONS:
                 raise EdgegenError(f"tolerance for unknown precision {prec!r}")

@@ -60,6 +60,13 @@ def _tolerances(
     "--per-channel/--per-tensor", default=True, show_default=True, help="int8 weight scales."
 )
 @click.option(
+    "--int8-mode",
+    type=click.Choice(["static", "dynamic"]),
+    default="static",
+    show_default=True,
+    help="static: QDQ with calibration. dynamic is refused for conv generators (says why).",
+)
+@click.option(
     "--ort-format", is_flag=True, help="Also write model.<precision>.ort for minimal/mobile builds."
 )
 @click.option(

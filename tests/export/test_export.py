@@ -286,6 +286,15 @@ def test_bad_options(tmp_path, good_ckpt, args, needle):
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_dynamic_int8_is_refused_with_its_reason(tmp_path, good_ckpt):
+    proc = run_edgegen(
+        "export", str(good_ckpt), "--out", str(tmp_path / "out"), "--precision", "int8",
+        "--int8-mode", "dynamic",
+    )  # fmt: skip
+    assert_one_line_error(proc, "dynamic", "static")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_opset_onnxruntime_cannot_run(tmp_path, good_ckpt):
     """onnx knows newer opsets than onnxruntime runs: that is exit 2 too, nothing written."""
     import onnx as onnx_mod
