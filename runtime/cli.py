@@ -30,6 +30,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+def extra_for(module: str | None, default: str) -> str:
+    """The extra that provides ``module``: onnxruntime comes with cpu (or gpu), the rest with
+    ``default``."""
+    return "cpu" if (module or "").split(".")[0] == "onnxruntime" else default
+
+
 class MissingExtra(EdgegenError):
     """A subcommand whose optional dependencies are not installed."""
 
@@ -64,7 +70,7 @@ class _Placeholder(click.Command):
             missing = exc.name or "a dependency"
             raise MissingExtra(
                 f"'edgegen {self.name}' needs {missing}, which is not installed: "
-                f"pip install 'edgegen[{extra}]'"
+                f"pip install 'edgegen[{extra_for(exc.name, extra)}]'"
             ) from None
         assert isinstance(cmd, click.Command)
         return cmd
@@ -106,6 +112,13 @@ def main(argv: list[str] | None = None) -> None:
     except EdgegenError as exc:
         click.echo(f"edgegen: error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except ModuleNotFoundError as exc:  # a lazy import inside a command: name what to install
+        click.echo(
+            f"edgegen: error: {exc.name or 'a dependency'} is not installed: "
+            f"pip install 'edgegen[{extra_for(exc.name, 'train')}]'",
+            err=True,
+        )
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("edgegen: interrupted", err=True)
         sys.exit(130)

@@ -22,9 +22,16 @@ sys.meta_path.insert(0, _Block())
 """
 
 
-def run_python(code: str) -> subprocess.CompletedProcess:
+def run_python(code: str, blocked: str | None = None) -> subprocess.CompletedProcess:
+    blocker = (
+        BLOCKER
+        if blocked is None
+        else BLOCKER.replace(
+            "{'torch', 'onnx', 'skimage', 'safetensors', 'onnxslim'}", repr({blocked})
+        )
+    )
     return subprocess.run(
-        [sys.executable, "-c", BLOCKER + code], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", blocker + code], capture_output=True, text=True, timeout=120
     )
 
 
@@ -50,6 +57,27 @@ def test_help_works_and_train_names_the_extra_without_torch():
     assert len(lines) == 1, proc.stderr
     assert "pip install 'edgegen[train]'" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_a_dependency_missing_inside_a_command_is_one_line(tmp_path):
+    """onnxslim is imported only when export runs; its absence must still be one clear line."""
+    from edgegen.train.checkpoint import save_checkpoint
+    from edgegen.train.config import TrainConfig
+    from edgegen.train.trainer import build_model, make_spec
+
+    cfg = TrainConfig(arch="tiny")
+    model = build_model(cfg)
+    record = {"step": 0, "config": cfg.to_dict(), "spec": make_spec(cfg, model).to_dict()}
+    ckpt = save_checkpoint(tmp_path, "best", record, model.state_dict())
+    code = (
+        "from edgegen.runtime.cli import main; "
+        f"main(['export', {str(ckpt)!r}, '--out', {str(tmp_path / 'out')!r}])"
+    )
+    proc = run_python(code, blocked="onnxslim")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "onnxslim" in lines[0] and "edgegen[train]" in lines[0], proc.stderr
+    assert not any((tmp_path / "out").glob("model.*"))
 
 
 @pytest.mark.slow
