@@ -9,6 +9,7 @@ name; bad input raises with exit code 2.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import tempfile
@@ -50,6 +51,10 @@ class ExportConfig:
     val: str = "bundled"  # held-out photos for verification and golden samples
     tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.precision, str):  # "fp32,int8" from a caller, as on the CLI
+            self.precision = tuple(p.strip() for p in self.precision.split(",") if p.strip())
 
     def validate(self) -> None:
         unknown = [p for p in self.precision if p not in PRECISIONS]
@@ -298,6 +303,4 @@ def _manifest(
 
 
 def _json(data: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(data, indent=2) + "\n"

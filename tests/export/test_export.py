@@ -135,6 +135,10 @@ def test_int8_through_the_cli_is_static_qdq_and_reports_quality(tmp_path):
     assert not (out / "model.fp32.onnx").exists()  # only what was asked for
 
 
+def test_precision_may_be_given_as_a_comma_string():
+    assert ExportConfig(precision="fp32, int8").precision == ("fp32", "int8")
+
+
 def test_ort_format_is_written_and_runs(tmp_path):
     import onnxruntime as ort
 
