@@ -51,7 +51,9 @@ class Tolerance:
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_lsb=0.0255),
     "fp16": Tolerance(min_psnr_vs_torch=60.0, max_gt_psnr_drop=0.05),
-    "int8": Tolerance(max_gt_psnr_drop=0.25),
+    # 35 dB against torch is what a device can check without ground truth (golden samples);
+    # static int8 on these nets gives 44-50 dB.
+    "int8": Tolerance(min_psnr_vs_torch=35.0, max_gt_psnr_drop=0.25),
 }
 
 
@@ -296,9 +298,9 @@ def write_golden(
     precision's tolerance, so the runtime can verify the model on any device without torch."""
     import json
 
-    chosen = [
-        (s, r) for s, r in zip(samples, references, strict=True) if s.size in ("37x53", "96x128")
-    ][:4]
+    pairs = list(zip(samples, references, strict=True))
+    chosen = [p for p in pairs if p[0].size == "37x53"][:2]  # odd size
+    chosen += [p for p in pairs if p[0].size == "96x128"][:2]
     arrays: dict[str, np.ndarray] = {}
     names = []
     for k, (s, r) in enumerate(chosen):
