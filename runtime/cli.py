@@ -27,6 +27,13 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "train",
         "Export a checkpoint to verified ONNX (fp32, fp16, int8).",
     ),
+    "run": ("edgegen.runtime.commands", "run", "cpu", "Run a model on image files."),
+    "verify": (
+        "edgegen.runtime.commands",
+        "verify",
+        "cpu",
+        "Verify a model on this machine against its golden samples.",
+    ),
 }
 
 

@@ -1,0 +1,162 @@
+"""The ``edgegen run`` and ``edgegen verify`` commands: thin wrappers over :class:`Generator`."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import click
+
+from .errors import EdgegenError
+
+DEVICE_HELP = "auto (TensorRT > CUDA > CPU), cpu, cuda or tensorrt; never a silent fallback."
+
+
+@click.command("verify")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+def verify(model: Path, device: str) -> int:
+    """Check MODEL on this machine against the golden samples export wrote beside it
+    (model.<precision>.golden.npz): max error in 8-bit steps (LSB), % of values off by more than
+    1 LSB and PSNR against the PyTorch outputs, at the precision's tolerance.
+
+    \b
+    Exit codes:
+      0  every tolerance is met
+      1  the model computes differently here (report printed)
+      2  unverifiable (no golden samples) or bad input
+    """
+    from .generator import Generator
+
+    report = Generator(model, device=device, tile=0).verify()
+    click.echo(report.table())
+    return 0 if report else 1
+
+
+@click.command("run")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "-o", "--out", "outdir", required=True, type=click.Path(path_type=Path), help="Output folder."
+)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option(
+    "--tile", type=int, default=None, help="Tile size (0: never tile; default: auto over 1 MP)."
+)
+@click.option("--overlap", type=int, default=None, help="Tile overlap in input pixels.")
+@click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
+def run(
+    model: Path,
+    inputs: tuple[str, ...],
+    outdir: Path,
+    device: str,
+    tile: int | None,
+    overlap: int | None,
+    threads: int | None,
+    progress: bool | None,
+) -> int:
+    """Run MODEL on image files, folders or globs (INPUTS); write OUTDIR/<stem>.png for each.
+
+    Outputs are written to a temporary name and renamed; an input is never overwritten.
+    Unreadable images are skipped with a warning and listed at the end.
+
+    \b
+    Exit codes:
+      0  every image was processed
+      1  some images could not be read (listed)
+      2  bad input: model, options, OUTDIR, or no images found
+    """
+    from .generator import Generator
+    from .images import read_image, write_image
+
+    if outdir.exists() and not outdir.is_dir():
+        raise EdgegenError(f"output folder {outdir} is a file")
+    files = collect_inputs(inputs)
+    targets = plan_outputs(files, outdir)
+    gen = Generator(model, device=device, threads=threads, tile=tile, overlap=overlap)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgegenError(f"cannot create output folder {outdir}: {exc.strerror}") from None
+    failures: list[str] = []
+    show = progress if progress is not None else sys.stderr.isatty()
+    for src, dst in _progress(list(zip(files, targets, strict=True)), show):
+        try:
+            image = read_image(src)
+            out = gen(image)
+        except EdgegenError as exc:
+            click.echo(f"edgegen: warning: skipped: {exc}", err=True)
+            failures.append(f"{src}: {exc}")
+            continue
+        write_image(dst, out)
+        if not show:
+            click.echo(f"{src} -> {dst}")
+    if failures:
+        click.echo(f"edgegen: {len(failures)} of {len(files)} image(s) failed:", err=True)
+        for line in failures:
+            click.echo(f"  {line}", err=True)
+        return 1
+    return 0
+
+
+def collect_inputs(inputs: Iterable[str]) -> list[Path]:
+    """Files as given, image files in folders (recursive, sorted), glob matches; no duplicates."""
+    from .images import IMAGE_SUFFIXES
+
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            matches = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not matches:
+                raise EdgegenError(f"input folder {path} holds no images")
+        elif path.exists():
+            matches = [path]
+        else:
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not matches:
+                raise EdgegenError(f"input {item}: no such file, and no files match it")
+        found.extend(matches)
+    unique: dict[Path, Path] = {}
+    for p in found:
+        unique.setdefault(p.resolve(), p)
+    return list(unique.values())
+
+
+def plan_outputs(files: list[Path], outdir: Path) -> list[Path]:
+    """``OUTDIR/<stem>.png`` for each input; refuse name clashes and overwriting an input."""
+    resolved_inputs = {p.resolve() for p in files}
+    taken: dict[Path, Path] = {}
+    targets = []
+    for src in files:
+        dst = outdir / f"{src.stem}.png"
+        key = dst.resolve()
+        if key in resolved_inputs:
+            raise EdgegenError(f"output {dst} would overwrite the input {src}; choose another -o")
+        if key in taken:
+            raise EdgegenError(f"inputs {taken[key]} and {src} would both be written to {dst}")
+        taken[key] = src
+        targets.append(dst)
+    return targets
+
+
+def _progress(items: list[tuple[Path, Path]], show: bool) -> Iterator[tuple[Path, Path]]:
+    """A progress bar with tqdm or rich when installed and wanted; otherwise plain iteration."""
+    if show and importlib.util.find_spec("tqdm") is not None:
+        from tqdm import tqdm
+
+        yield from tqdm(items, unit="img", file=sys.stderr)
+    elif show and importlib.util.find_spec("rich") is not None:
+        from rich.progress import track
+
+        yield from track(items, description="edgegen run")
+    else:
+        yield from items

@@ -1,0 +1,313 @@
+"""``Generator``: run an exported edgegen model on images with numpy + onnxruntime, never torch.
+
+The model's spec (stored in the ONNX metadata by export) says how to feed it: channels, colour
+order, value range, pad multiple and scale, so callers pass plain images::
+
+    gen = Generator("model.fp32.onnx", device="cpu")
+    out = gen(image)            # uint8/uint16/float HWC (or HW) in, the same kind out
+    outs = gen.run_batch([a, b])
+    raw = gen.infer(nchw)       # the model itself, no pre- or post-processing
+    report = gen.verify()       # golden samples beside the model, on this provider
+
+Thread-safe: calls keep no state on the object, and onnxruntime's ``InferenceSession.run`` may be
+called from many threads at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import EdgegenError, SpecError
+from .providers import ProviderSpec, check_session_providers, resolve_providers
+from .spec import METADATA_KEY, ModelSpec
+from .tiling import AUTO_TILE, AUTO_TILE_PIXELS, default_margin, default_overlap, run_tiled
+
+if TYPE_CHECKING:
+    from .golden import VerifyReport
+
+_FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One input image split into its colour part and alpha, with how to give it back."""
+
+    color: np.ndarray  # HWC, the caller's dtype, 1 or 3 channels
+    alpha: np.ndarray | None  # HW, the caller's dtype
+    dtype: np.dtype[Any]
+    two_d: bool  # the caller passed HW (gray)
+    gray_repeated: bool  # gray image repeated to 3 channels for an RGB model
+
+
+class Generator:
+    """An exported edgegen image model, ready to run on images.
+
+    ``device``: ``"auto"`` (TensorRT > CUDA > CPU, logged), ``"cpu"``, ``"cuda"``, ``"tensorrt"``;
+    or ``providers``: an explicit onnxruntime provider list. No silent fallback: an unavailable
+    provider is an :class:`EdgegenError`. ``threads``: onnxruntime intra-op threads.
+    ``tile``: None tiles only images over 1024x1024 pixels (in 512-pixel tiles), 0 never tiles,
+    N tiles images larger than N in either side. ``overlap``: input pixels shared by neighbouring
+    tiles (default: max(16, the receptive field), rounded up to the pad multiple).
+    ``spec``: for a model whose file has no edgegen spec.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "auto",
+        threads: int | None = None,
+        tile: int | None = None,
+        overlap: int | None = None,
+        spec: ModelSpec | None = None,
+        providers: Sequence[ProviderSpec] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise EdgegenError(f"model {self.path}: no such file")
+        requested = resolve_providers(providers if providers is not None else device)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads is not None:
+            if threads < 1:
+                raise EdgegenError(f"threads must be >= 1, got {threads}")
+            options.intra_op_num_threads = threads
+        try:
+            self._session = ort.InferenceSession(str(self.path), options, providers=requested)
+        except Exception as exc:  # onnxruntime raises several types; all mean "cannot load"
+            text = str(exc).strip()
+            first = text.splitlines()[0] if text else type(exc).__name__
+            raise EdgegenError(
+                f"{self.path} is not an ONNX model onnxruntime {ort.__version__} can load: {first}"
+            ) from None
+        self._providers = check_session_providers(self._session, requested)
+        self.spec = spec if spec is not None else self._read_spec()
+        self._check_io()
+        self.tile = tile
+        self.overlap = (
+            overlap
+            if overlap is not None
+            else default_overlap(self.spec.receptive_field, self.spec.pad_multiple)
+        )
+        if self.overlap < 0:
+            raise EdgegenError(f"overlap must be >= 0, got {self.overlap}")
+        if tile is not None and tile < 0:
+            raise EdgegenError(f"tile must be >= 0 (0: never tile), got {tile}")
+
+    # -- the model -----------------------------------------------------------------------------
+
+    def _read_spec(self) -> ModelSpec:
+        meta = self._session.get_modelmeta().custom_metadata_map
+        text = meta.get(METADATA_KEY)
+        if text is None:
+            raise EdgegenError(
+                f"{self.path} has no edgegen spec in its metadata (key {METADATA_KEY!r}); "
+                "export it with edgegen, or pass spec= to Generator"
+            )
+        try:
+            return ModelSpec.from_json(text)
+        except SpecError as exc:
+            raise EdgegenError(f"{self.path}: bad edgegen spec: {exc}") from None
+
+    def _check_io(self) -> None:
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        where = f"not an edgegen image model: {self.path}"
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise EdgegenError(
+                f"{where} has {len(inputs)} input(s) and {len(outputs)} output(s), expected 1 and 1"
+            )
+        channel_axis = 1 if self.spec.layout == "NCHW" else 3
+        for kind, arg, channels in (
+            ("input", inputs[0], self.spec.in_channels),
+            ("output", outputs[0], self.spec.out_channels),
+        ):
+            shape = list(arg.shape or [])
+            if len(shape) != 4:
+                raise EdgegenError(f"{where}: its {kind} {arg.name!r} has rank {len(shape)}, not 4")
+            if shape[channel_axis] != channels:
+                raise EdgegenError(
+                    f"{where}: its {kind} {arg.name!r} has shape {shape}, the spec says "
+                    f"{channels} channel(s) ({self.spec.layout})"
+                )
+            if arg.type not in _FLOAT_TYPES:
+                raise EdgegenError(f"{where}: its {kind} {arg.name!r} is {arg.type}, not float")
+        self._input_name = inputs[0].name
+        self._output_name = outputs[0].name
+        self._input_dtype = _FLOAT_TYPES[inputs[0].type]
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers the session actually runs on, in priority order."""
+        return list(self._providers)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Run the model on a float batch in its own layout (NCHW for edgegen exports), values in
+        the spec's range, sizes a multiple of the pad multiple; returns float32, unprocessed."""
+        x = np.ascontiguousarray(batch, dtype=self._input_dtype)
+        out = self._session.run([self._output_name], {self._input_name: x})[0]
+        return np.asarray(out, dtype=np.float32)
+
+    # -- images --------------------------------------------------------------------------------
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Run one image: uint8/uint16 (full range) or float32/float64 in [0, 1]; HW (gray), HWC
+        with 1, 3 or 4 (RGBA: alpha carried through) channels. Returns the same dtype and layout
+        (float inputs give float32), ``scale`` times larger."""
+        prep = self._prepare(image)
+        h, w = prep.color.shape[:2]
+        tile = self._tile_for(h, w)
+        if tile:
+            pm = self.spec.pad_multiple
+            margin = default_margin(self.spec.receptive_field, self.overlap)
+            out = run_tiled(
+                prep.color,
+                self._run_hwc,
+                self.spec.out_channels,
+                self.spec.scale,
+                -(-tile // pm) * pm,
+                self.overlap,
+                margin,
+            )
+        else:
+            out = self._run_hwc(prep.color)
+        return self._finish(out, prep)
+
+    def run_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run several images; same-size, same-kind small images go through as one batch."""
+        images = list(images)
+        if not images:
+            return []
+        preps = [self._prepare(im) for im in images]
+        first = preps[0]
+        same = all(p.color.shape == first.color.shape and p.dtype == first.dtype for p in preps[1:])
+        if len(preps) == 1 or not same or self._tile_for(*first.color.shape[:2]):
+            return [self(im) for im in images]
+        batch = np.concatenate([self._to_model(p.color) for p in preps])
+        outs = self._from_model(self._run_padded(batch))
+        return [self._finish(o, p) for o, p in zip(outs, preps, strict=True)]
+
+    def verify(self, golden: str | Path | None = None) -> VerifyReport:
+        """Compare this model on this provider with its golden samples (``model.<p>.golden.npz``
+        beside it); the report is truthy when every tolerance is met."""
+        from .golden import golden_path, verify_generator
+
+        return verify_generator(self, Path(golden) if golden else golden_path(self.path))
+
+    # -- helpers (no state is written on self: calls may run concurrently) ---------------------
+
+    def _tile_for(self, h: int, w: int) -> int:
+        if self.tile is None:
+            return AUTO_TILE if h * w > AUTO_TILE_PIXELS else 0
+        if self.tile and (h > self.tile or w > self.tile):
+            return self.tile
+        return 0
+
+    def _prepare(self, image: np.ndarray) -> _Prepared:
+        arr = np.asarray(image)
+        if arr.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+            raise EdgegenError(
+                f"images must be uint8, uint16, float32 or float64 arrays, got {arr.dtype}"
+            )
+        two_d = arr.ndim == 2
+        if two_d:
+            arr = arr[:, :, None]
+        if arr.ndim != 3:
+            raise EdgegenError(f"an image must be HW or HWC, got shape {arr.shape}")
+        h, w, c = arr.shape
+        if h == 0 or w == 0:
+            raise EdgegenError(f"zero-size image: {h}x{w}")
+        if c not in (1, 3, 4):
+            raise EdgegenError(
+                f"an image must have 1 (gray), 3 (RGB) or 4 (RGBA) channels, got {c}"
+            )
+        alpha = arr[:, :, 3] if c == 4 else None
+        color = arr[:, :, :3] if c == 4 else arr
+        repeated = False
+        if color.shape[2] == 1 and self.spec.in_channels == 3:
+            repeated = True
+        elif color.shape[2] == 3 and self.spec.in_channels == 1:
+            raise EdgegenError("this model takes gray images; convert the RGB image to gray first")
+        return _Prepared(color, alpha, arr.dtype, two_d, repeated)
+
+    def _to_model(self, color: np.ndarray) -> np.ndarray:
+        """HWC crop in the caller's dtype -> NCHW float32 in the model's range and colour order."""
+        x = _to_unit(color)
+        if x.shape[2] == 1 and self.spec.in_channels == 3:
+            x = np.repeat(x, 3, axis=2)
+        if self.spec.color_order == "BGR":
+            x = x[:, :, ::-1]
+        lo, hi = self.spec.value_range
+        if (lo, hi) != (0.0, 1.0):
+            x = x * np.float32(hi - lo) + np.float32(lo)
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
+
+    def _from_model(self, y: np.ndarray) -> np.ndarray:
+        """NCHW float32 model output -> NHWC float32 in [0, 1] range units, RGB order."""
+        lo, hi = self.spec.value_range
+        if (lo, hi) != (0.0, 1.0):
+            y = (y - np.float32(lo)) / np.float32(hi - lo)
+        y = y.transpose(0, 2, 3, 1)
+        if self.spec.color_order == "BGR":
+            y = y[:, :, :, ::-1]
+        return y
+
+    def _run_padded(self, x: np.ndarray) -> np.ndarray:
+        """NCHW float32 -> model output, padding (reflect) to the pad multiple and cropping."""
+        n, _, h, w = x.shape
+        pm = self.spec.pad_multiple
+        ph, pw = -h % pm, -w % pm
+        if ph or pw:
+            widths = ((0, 0), (0, 0), (0, ph), (0, pw))
+            if ph < h and pw < w:
+                x = np.pad(x, widths, mode="reflect")
+            else:  # too small to reflect
+                x = np.pad(x, widths, mode="edge")
+        if self.spec.layout == "NHWC":
+            y = self.infer(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        else:
+            y = self.infer(x)
+        s = self.spec.scale
+        expected = (n, self.spec.out_channels, (h + ph) * s, (w + pw) * s)
+        if y.shape != expected:
+            raise EdgegenError(
+                f"{self.path}: output shape {y.shape} does not match the spec ({expected})"
+            )
+        return y[:, :, : h * s, : w * s]
+
+    def _run_hwc(self, color: np.ndarray) -> np.ndarray:
+        return np.asarray(self._from_model(self._run_padded(self._to_model(color)))[0])
+
+    def _finish(self, out: np.ndarray, prep: _Prepared) -> np.ndarray:
+        """Float32 HWC output in [0, 1] -> the caller's dtype and layout, alpha re-attached."""
+        from .images import resize
+
+        if prep.gray_repeated and out.shape[2] == 3:
+            out = out.mean(axis=2, keepdims=True)
+        out = np.clip(out, 0.0, 1.0)
+        if prep.dtype == np.uint8:
+            result = np.rint(out * 255.0).astype(np.uint8)
+        elif prep.dtype == np.uint16:
+            result = np.rint(out * 65535.0).astype(np.uint16)
+        else:
+            result = out.astype(np.float32, copy=False)
+        if prep.alpha is not None:
+            alpha = resize(prep.alpha, self.spec.scale, "bilinear")
+            alpha = alpha.astype(result.dtype) if result.dtype == np.float32 else alpha
+            result = np.concatenate([result, alpha[:, :, None]], axis=2)
+        elif prep.two_d and result.shape[2] == 1:
+            result = result[:, :, 0]
+        return np.ascontiguousarray(result)
+
+
+def _to_unit(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) * np.float32(1 / 255)
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) * np.float32(1 / 65535)
+    return arr.astype(np.float32)

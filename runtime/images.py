@@ -1,0 +1,139 @@
+"""Image files through Pillow (imported lazily), and a numpy-only resize for alpha channels.
+
+:func:`read_image` returns uint8 HWC (or HW for gray) arrays, uint16 for 16-bit gray PNGs; EXIF
+orientation is applied, palette/CMYK/other modes are converted, and every failure (missing,
+truncated, not an image, over Pillow's pixel limit) is one :class:`EdgegenError` naming the file.
+:func:`write_image` writes atomically (temporary name beside the target, then renamed).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import EdgegenError
+from .files import atomic_write
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+
+
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image file as uint8 (or uint16) HW / HWC; ``max_pixels`` overrides Pillow's limit."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            old = Image.MAX_IMAGE_PIXELS
+            try:
+                if max_pixels is not None:  # pragma: no cover - process-wide; CLI does not use it
+                    Image.MAX_IMAGE_PIXELS = max_pixels
+                with Image.open(path) as opened:
+                    opened.load()
+                    return _to_array(ImageOps.exif_transpose(opened))
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        numbers = re.findall(r"\d+", str(exc))
+        pixels = numbers[0] if numbers else "too many"
+        raise EdgegenError(f"image {path} has {pixels} pixels, over the limit of {limit}") from None
+    except FileNotFoundError:
+        raise EdgegenError(f"image {path}: no such file") from None
+    except IsADirectoryError:
+        raise EdgegenError(f"image {path} is a folder") from None
+    except UnidentifiedImageError:
+        raise EdgegenError(f"image {path}: not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgegenError(f"image {path} is unreadable (truncated or corrupt?): {first}") from None
+
+
+def _to_array(im: Any) -> np.ndarray:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr: np.ndarray = np.clip(np.asarray(im), 0, 65535).astype(np.uint16)
+        return arr
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode in ("LA", "PA", "RGBa", "La"):
+        im = im.convert("RGBA")
+    elif mode not in ("L", "RGB", "RGBA"):
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, F ...
+    out: np.ndarray = np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+    return out
+
+
+def write_image(path: str | Path, array: np.ndarray) -> None:
+    """Write a uint8/uint16 HW or HWC (1, 3, 4 channels) array; the format follows the suffix."""
+    from PIL import Image
+
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise EdgegenError(f"{path}: unknown image suffix; use one of {', '.join(IMAGE_SUFFIXES)}")
+    arr = np.asarray(array)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise EdgegenError(f"{path}: cannot write an image of shape {arr.shape}")
+    if arr.dtype == np.uint16:
+        if arr.ndim == 2 and fmt in ("PNG", "TIFF"):
+            im = Image.fromarray(arr.astype(np.uint16))  # mode I;16
+        else:  # Pillow has no 16-bit colour; keep the top 8 bits
+            arr = (arr >> 8).astype(np.uint8)
+            im = Image.fromarray(arr)
+    elif arr.dtype == np.uint8:
+        im = Image.fromarray(arr)
+    else:
+        raise EdgegenError(f"{path}: write_image takes uint8 or uint16 arrays, got {arr.dtype}")
+    if fmt == "JPEG" and im.mode == "RGBA":
+        im = im.convert("RGB")
+
+    def write(tmp: Path) -> None:
+        im.save(tmp, format=fmt)  # the temporary name's suffix is .tmp: give the format
+
+    atomic_write(path, write)
+
+
+def resize(array: np.ndarray, scale: int, method: str = "bilinear") -> np.ndarray:
+    """Upscale HW or HWC by an integer ``scale`` (numpy only): ``nearest`` or ``bilinear``
+    (half-pixel centres, edges clamped, as Pillow/OpenCV do)."""
+    if scale == 1:
+        return array
+    if method == "nearest":
+        return np.repeat(np.repeat(array, scale, axis=0), scale, axis=1)
+    if method != "bilinear":
+        raise EdgegenError(f"unknown resize method {method!r}")
+    src = array.astype(np.float32)
+    for axis in (0, 1):
+        n = src.shape[axis]
+        pos = (np.arange(n * scale, dtype=np.float32) + 0.5) / scale - 0.5
+        pos = np.clip(pos, 0, n - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, n - 1)
+        frac = pos - lo
+        shape = [1] * src.ndim
+        shape[axis] = -1
+        frac = frac.reshape(shape)
+        src = np.take(src, lo, axis=axis) * (1 - frac) + np.take(src, hi, axis=axis) * frac
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        return np.clip(np.rint(src), info.min, info.max).astype(array.dtype)
+    return src.astype(array.dtype)
