@@ -1,6 +1,7 @@
 """The runtime must work with only numpy + onnxruntime: no torch, onnx or scikit-image."""
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -115,3 +116,26 @@ def test_cpu_only_venv(tmp_path):
     )
     assert train_proc.returncode == 2
     assert "edgegen[train]" in train_proc.stderr and "Traceback" not in train_proc.stderr
+
+    # The runtime's job in that venv: run a real photo through an exported model and verify it.
+    from tinymodels import fp32_model
+
+    from edgegen.train.data.images import bundled_paths
+
+    model = fp32_model()
+    photo = tmp_path / "photo.png"
+    shutil.copy(bundled_paths("val")[0], photo)  # chelsea.png, 451x300
+    run_proc = subprocess.run(
+        [str(exe), "run", str(model), str(photo), "-o", str(tmp_path / "out"), "--no-progress"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert run_proc.returncode == 0, run_proc.stderr
+    from PIL import Image
+
+    with Image.open(tmp_path / "out" / "photo.png") as out, Image.open(photo) as src:
+        assert out.size == src.size and out.mode == "RGB"
+    verify_proc = subprocess.run(
+        [str(exe), "verify", str(model)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert verify_proc.returncode == 0, verify_proc.stdout + verify_proc.stderr
+    assert "PASS" in verify_proc.stdout
