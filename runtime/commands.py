@@ -94,7 +94,10 @@ def run(
             click.echo(f"edgegen: warning: skipped: {exc}", err=True)
             failures.append(f"{src}: {exc}")
             continue
-        write_image(dst, out)
+        try:
+            write_image(dst, out)
+        except OSError as exc:  # a full disk or a vanished folder: stop, with one line
+            raise EdgegenError(f"cannot write {dst}: {exc.strerror or exc}") from None
         if not show:
             click.echo(f"{src} -> {dst}")
     if failures:

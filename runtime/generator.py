@@ -150,6 +150,11 @@ class Generator:
         """Run the model on a float batch in its own layout (NCHW for edgegen exports), values in
         the spec's range, sizes a multiple of the pad multiple; returns float32, unprocessed."""
         x = np.ascontiguousarray(batch, dtype=self._input_dtype)
+        if x.ndim != 4 or x.shape[1] != self.spec.in_channels:
+            raise EdgegenError(
+                f"infer takes a float batch of shape (N, {self.spec.in_channels}, H, W); "
+                f"got {x.shape}"
+            )
         out = self._session.run([self._output_name], {self._input_name: x})[0]
         return np.asarray(out, dtype=np.float32)
 

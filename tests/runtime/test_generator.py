@@ -269,3 +269,11 @@ def test_generator_is_importable_lazily():
 
     assert rt.Generator is Generator
     assert Path(rt.__file__).name == "__init__.py"
+
+
+def test_infer_refuses_a_batch_of_the_wrong_shape():
+    gen = Generator(fp32_model(), device="cpu")
+    with pytest.raises(EdgegenError, match=r"\(N, 3, H, W\); got \(3, 8, 8\)"):
+        gen.infer(np.zeros((3, 8, 8), np.float32))
+    with pytest.raises(EdgegenError, match="got \\(1, 4, 8, 8\\)"):
+        gen.infer(np.zeros((1, 4, 8, 8), np.float32))
