@@ -9,7 +9,6 @@ the clean ground truth next to the torch model's own.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from edgegen.runtime.errors import EdgegenError
+from edgegen.runtime.metrics import ErrorStats, error_stats, limit_failures, psnr
 from edgegen.runtime.spec import ModelSpec
 
 from .onnx_export import INPUT_NAME, OUTPUT_NAME
@@ -26,7 +26,6 @@ from .onnx_export import INPUT_NAME, OUTPUT_NAME
 # Crop sizes (height, width) of the model's input; "full" is each whole photo. 37x53 is odd on
 # purpose; none equals the 64x64 trace size.
 VERIFY_SIZES: tuple[tuple[int, int] | str, ...] = ((37, 53), (96, 128), (131, 77), "full")
-PSNR_CAP = 150.0  # identical outputs have infinite PSNR; JSON cannot hold inf
 
 
 @dataclass
@@ -240,20 +239,16 @@ def verify(
         report.failures.append("inf/NaN in the output for " + ", ".join(report.non_finite))
 
     for size, items in by_size.items():
-        diffs = np.concatenate([np.abs(o - r).ravel() for _, o, r in items])
-        max_lsb = float(diffs.max()) * 255.0
-        pct = float((diffs * 255.0 > 1.0).mean()) * 100.0
-        mse = float(np.mean(diffs.astype(np.float64) ** 2))
-        psnr_torch = PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * math.log10(1.0 / mse))
-        row = Row(size, len(items), max_lsb, pct, psnr_torch)
+        stats = error_stats([o for _, o, _ in items], [r for _, _, r in items])
+        row = Row(size, len(items), stats.max_lsb, stats.pct_over_1lsb, stats.psnr)
         if all(s.clean is not None for s, _, _ in items):
             gt, gt_t, ss, ss_t = [], [], [], []
             for s, o, r in items:
                 assert s.clean is not None
                 clean = _hwc(s.clean)
                 o_img, r_img = np.clip(_hwc(o), 0, 1), np.clip(_hwc(r), 0, 1)
-                gt.append(_psnr(clean, o_img))
-                gt_t.append(_psnr(clean, r_img))
+                gt.append(psnr(clean, o_img))
+                gt_t.append(psnr(clean, r_img))
                 ss.append(structural_similarity(clean, o_img, data_range=1.0, channel_axis=2))
                 ss_t.append(structural_similarity(clean, r_img, data_range=1.0, channel_axis=2))
             row.gt_psnr, row.torch_gt_psnr = float(np.mean(gt)), float(np.mean(gt_t))
@@ -263,23 +258,12 @@ def verify(
     return report
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * math.log10(1.0 / mse))
-
-
 def _check(report: Report, row: Row, tol: Tolerance) -> None:
     where = f"{report.precision} at {row.size}"
-    if tol.max_lsb is not None and row.max_lsb > tol.max_lsb:
-        report.failures.append(f"{where}: max error {row.max_lsb:.4f} LSB > {tol.max_lsb} LSB")
-    if tol.max_pct_over_1lsb is not None and row.pct_over_1lsb > tol.max_pct_over_1lsb:
-        report.failures.append(
-            f"{where}: {row.pct_over_1lsb:.3f}% of values off by > 1 LSB > {tol.max_pct_over_1lsb}%"
-        )
-    if tol.min_psnr_vs_torch is not None and row.psnr_vs_torch < tol.min_psnr_vs_torch:
-        report.failures.append(
-            f"{where}: PSNR vs torch {row.psnr_vs_torch:.2f} dB < {tol.min_psnr_vs_torch} dB"
-        )
+    stats = ErrorStats(row.max_lsb, row.pct_over_1lsb, row.psnr_vs_torch)
+    report.failures += limit_failures(
+        where, stats, tol.max_lsb, tol.max_pct_over_1lsb, tol.min_psnr_vs_torch
+    )
     drop = row.gt_psnr_drop
     if tol.max_gt_psnr_drop is not None and drop is not None and drop > tol.max_gt_psnr_drop:
         report.failures.append(

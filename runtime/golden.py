@@ -14,7 +14,6 @@ unverifiable rather than passed. Export stores one for every precision (int8: 35
 from __future__ import annotations
 
 import json
-import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import EdgegenError
+from .metrics import error_stats, limit_failures
 
 if TYPE_CHECKING:
     from .generator import Generator
 
-PSNR_CAP = 150.0
 TORCH_RELATIVE = ("max_lsb", "max_pct_over_1lsb", "min_psnr_vs_torch")
 
 
@@ -124,10 +123,6 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _psnr(mse: float) -> float:
-    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * math.log10(1.0 / mse))
-
-
 def verify_generator(gen: Generator, path: Path) -> VerifyReport:
     golden = load_golden(path)
     tolerance = {k: golden.tolerance.get(k) for k in TORCH_RELATIVE}
@@ -139,7 +134,7 @@ def verify_generator(gen: Generator, path: Path) -> VerifyReport:
             f"{path}: unverifiable, its golden samples carry no limit a device can check "
             f"({', '.join(TORCH_RELATIVE)})"
         )
-    groups: dict[str, list[np.ndarray]] = {}
+    groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for x, ref, size in zip(golden.inputs, golden.outputs, golden.sizes, strict=True):
         out = gen.infer(x)
         if out.shape != ref.shape:
@@ -148,29 +143,13 @@ def verify_generator(gen: Generator, path: Path) -> VerifyReport:
         if not np.isfinite(out).all():
             report.failures.append(f"{size}: inf/NaN in the output")
             continue
-        groups.setdefault(size, []).append(np.abs(out - ref).ravel())
-    for size, diffs in groups.items():
-        d = np.concatenate(diffs)
-        row = VerifyRow(
-            size,
-            len(diffs),
-            float(d.max()) * 255.0,
-            float((d * 255.0 > 1.0).mean()) * 100.0,
-            _psnr(float(np.mean(d.astype(np.float64) ** 2))),
+        groups.setdefault(size, []).append((out, ref))
+    for size, pairs in groups.items():
+        stats = error_stats([o for o, _ in pairs], [r for _, r in pairs])
+        report.rows.append(
+            VerifyRow(size, len(pairs), stats.max_lsb, stats.pct_over_1lsb, stats.psnr)
         )
-        report.rows.append(row)
-        _check(report, row, tolerance)
+        max_lsb, max_pct, min_psnr = (tolerance.get(k) for k in TORCH_RELATIVE)
+        where = f"{report.precision} at {size}"
+        report.failures += limit_failures(where, stats, max_lsb, max_pct, min_psnr)
     return report
-
-
-def _check(report: VerifyReport, row: VerifyRow, tol: dict[str, float | None]) -> None:
-    where = f"{report.precision} at {row.size}"
-    max_lsb, max_pct, min_psnr = (tol.get(k) for k in TORCH_RELATIVE)
-    if max_lsb is not None and row.max_lsb > max_lsb:
-        report.failures.append(f"{where}: max error {row.max_lsb:.4f} LSB > {max_lsb} LSB")
-    if max_pct is not None and row.pct_over_1lsb > max_pct:
-        report.failures.append(
-            f"{where}: {row.pct_over_1lsb:.3f}% of values off by > 1 LSB > {max_pct}%"
-        )
-    if min_psnr is not None and row.psnr_vs_torch < min_psnr:
-        report.failures.append(f"{where}: PSNR vs torch {row.psnr_vs_torch:.2f} dB < {min_psnr} dB")

@@ -12,6 +12,7 @@ import onnx
 import pytest
 import torch
 from clitools import assert_one_line_error, run_edgegen
+from tinymodels import tiny_checkpoint
 from torch import nn
 
 from edgegen.export.api import ExportConfig, VerificationFailed, export_checkpoint, export_module
@@ -24,16 +25,6 @@ from edgegen.train.config import TrainConfig
 from edgegen.train.trainer import build_model, make_spec
 
 FAST = {"calib_count": 4, "progress": False}
-
-
-def tiny_checkpoint(root: Path, **cfg_options) -> Path:
-    """A checkpoint as training writes it, for a tiny untrained model (no training needed)."""
-    cfg = TrainConfig(arch="tiny", channels=6, out=str(root), **cfg_options)
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    spec = make_spec(cfg, model)
-    record = {"step": 0, "config": cfg.to_dict(), "spec": spec.to_dict(), "metrics": {"psnr": 1.0}}
-    return save_checkpoint(root, "best", record, model.state_dict())
 
 
 def onnx_out(path: Path, x: np.ndarray) -> np.ndarray:

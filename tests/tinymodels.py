@@ -20,7 +20,7 @@ atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 
 
 def tiny_checkpoint(root: Path, **cfg_options: object) -> Path:
-    """A checkpoint as training writes it, for a tiny untrained model (as tests/export does)."""
+    """A checkpoint as training writes it, for a tiny untrained model (no training needed)."""
     import torch
 
     from edgegen.train.checkpoint import save_checkpoint
