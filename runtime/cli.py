@@ -34,6 +34,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "cpu",
         "Verify a model on this machine against its golden samples.",
     ),
+    "compare": (
+        "edgegen.runtime.compare_cli",
+        "compare",
+        "cpu",
+        "Compare ONNX variants with a reference: error, PSNR/SSIM, latency.",
+    ),
 }
 
 

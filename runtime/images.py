@@ -18,6 +18,9 @@ import numpy as np
 from .errors import EdgegenError
 from .files import atomic_write
 
+# The held-out photos that ship inside scikit-image: training never sees them, export verifies
+# and compare measures on them. chelsea.png is also data.cat().
+BUNDLED_HELD_OUT = ("chelsea.png", "rocket.jpg", "coffee.png")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _FORMATS = {
     ".png": "PNG",

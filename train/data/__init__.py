@@ -1,7 +1,6 @@
 """Data: photo sources, degradations and the patch stream."""
 
-from .dataset import PatchDataset, StreamSampler, ValPair, make_val_pairs
-from .degrade import (
+from edgegen.runtime.degrade import (
     BicubicDownscale,
     Degradation,
     GaussianNoise,
@@ -9,6 +8,8 @@ from .degrade import (
     degradation_from_spec,
     make_degradation,
 )
+
+from .dataset import PatchDataset, StreamSampler, ValPair, make_val_pairs
 from .images import BUNDLED_HELD_OUT, BUNDLED_TRAIN, Photo, find_images, load_all, load_photo
 
 __all__ = [

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .degrade import Degradation
+from edgegen.runtime.degrade import Degradation
+
 from .images import Photo
 
 

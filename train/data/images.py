@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgegen.runtime.errors import EdgegenError
+from edgegen.runtime.images import BUNDLED_HELD_OUT  # the fixed held-out split
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -32,9 +33,6 @@ BUNDLED_TRAIN = (
     "retina.jpg",
     "text.png",
 )
-# The fixed held-out split, never trained on. chelsea.png is also data.cat(), so excluding the
-# file excludes both names.
-BUNDLED_HELD_OUT = ("chelsea.png", "rocket.jpg", "coffee.png")
 
 
 @dataclass(eq=False)  # compared by identity: pixel arrays have no meaningful ==

@@ -2,6 +2,8 @@
 
 Each works on float32 HWC arrays in [0, 1] and draws its randomness from the ``rng`` it is given,
 so a sample is a pure function of (seed, index): reproducible across workers, ranks and resumes.
+They live in the runtime (numpy, and Pillow when called) because training, export and the
+torch-free ``edgegen compare`` all make ground-truth pairs with them.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class GaussianNoise:
     def __call__(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         sigma = _draw(self.sigma, rng) / 255.0
         noise = rng.standard_normal(clean.shape, dtype=np.float32) * np.float32(sigma)
-        return np.clip(clean + noise, 0.0, 1.0)
+        noisy: np.ndarray = np.clip(clean + noise, 0.0, 1.0)
+        return noisy
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "gaussian_noise", "sigma": _describe(self.sigma)}
@@ -62,7 +65,10 @@ class BicubicDownscale:
             for i in range(c)
         ]
         low = np.stack(planes, axis=2)
-        return (np.round(np.clip(low, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+        quantized: np.ndarray = (np.round(np.clip(low, 0.0, 1.0) * 255.0) / 255.0).astype(
+            np.float32
+        )
+        return quantized
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "bicubic_downscale", "scale": self.scale}

@@ -1,0 +1,140 @@
+"""The ``edgegen compare`` command: a thin wrapper over :func:`edgegen.runtime.compare.compare`."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import EdgegenError
+
+FORMATS = ("table", "json", "markdown")
+
+
+@click.command("compare")
+@click.option(
+    "--reference",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="fp32 ONNX file (torch-free), or a training run folder / .safetensors checkpoint "
+    "(needs edgegen[train]).",
+)
+@click.argument("variants", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--providers",
+    default=None,
+    help="Comma-separated: cpu, cuda, tensorrt (default: every one this onnxruntime offers).",
+)
+@click.option(
+    "--images",
+    default="bundled",
+    show_default=True,
+    help="bundled (the held-out scikit-image photos) or a folder of photos.",
+)
+@click.option(
+    "--sizes",
+    default=None,
+    help="Center crops of the model's input, e.g. 256,37x53,full (default: whole photos).",
+)
+@click.option("--max-lsb", type=float, default=None, help="Max error vs reference, 8-bit steps.")
+@click.option("--min-psnr", type=float, default=None, help="Min PSNR vs the reference (dB).")
+@click.option(
+    "--max-psnr-drop",
+    type=float,
+    default=None,
+    help="Max drop of PSNR vs ground truth below the reference's own (dB).",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option(
+    "--output", type=click.Path(path_type=Path), default=None, help="Write the report here."
+)
+@click.option("--repeats", type=int, default=3, show_default=True, help="Timed passes.")
+def compare(
+    reference: Path,
+    variants: tuple[Path, ...],
+    providers: str | None,
+    images: str,
+    sizes: str | None,
+    max_lsb: float | None,
+    min_psnr: float | None,
+    max_psnr_drop: float | None,
+    fmt: str,
+    output: Path | None,
+    repeats: int,
+) -> int:
+    """Compare VARIANTS (ONNX files; a folder means its model.*.onnx) with a reference, on real
+    photos degraded as the reference's task says: error vs the reference in 8-bit steps (max,
+    mean, % over 1 LSB), PSNR/SSIM vs the reference and vs the ground truth (and the drop from
+    the reference's own), latency p50/p95 after warm-up and the first call, model size, and the
+    providers that actually ran. SSIM needs scikit-image (null without it).
+
+    \b
+    Exit codes:
+      0  every threshold holds
+      1  a threshold is broken (each one printed: variant, provider and size)
+      2  a usage or input error (a missing file, an unavailable provider ...)
+    """
+    from .compare import (
+        Thresholds,
+        format_json,
+        format_markdown,
+        format_table,
+        parse_sizes,
+    )
+    from .compare import (
+        compare as run_compare,
+    )
+    from .files import atomic_write_text
+
+    if repeats < 1:
+        raise EdgegenError(f"--repeats must be >= 1, got {repeats}")
+    devices = [p for p in providers.split(",") if p.strip()] if providers is not None else None
+    if devices is not None and not devices:
+        raise EdgegenError("--providers is empty")
+    result = run_compare(
+        reference,
+        [Path(v) for v in variants],
+        devices=devices,
+        images=images,
+        sizes=parse_sizes(sizes) if sizes else ("full",),
+        thresholds=Thresholds(max_lsb, min_psnr, max_psnr_drop),
+        repeats=repeats,
+    )
+    if fmt == "json":
+        text = format_json(result)
+    elif fmt == "markdown":
+        text = format_markdown(result)
+    else:
+        text = format_table(result)
+    if output is not None:
+        try:
+            atomic_write_text(output, text + "\n")
+        except OSError as exc:
+            raise EdgegenError(f"cannot write {output}: {exc.strerror or exc}") from None
+        click.echo(f"{'PASS' if result else 'FAIL'}: report written to {output}")
+    elif fmt == "table" and sys.stdout.isatty() and importlib.util.find_spec("rich"):
+        _rich_table(result)
+    else:
+        click.echo(text)
+    for failure in result.failures:
+        click.echo(f"edgegen: threshold broken: {failure}", err=True)
+    return 0 if result else 1
+
+
+def _rich_table(result: object) -> None:  # pragma: no cover - only on a terminal
+    from rich.console import Console
+    from rich.table import Table
+
+    from .compare import CompareResult, _summary, table_rows
+
+    assert isinstance(result, CompareResult)
+    rows = table_rows(result)
+    table = Table(*rows[0])
+    for row in rows[1:]:
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    for line in _summary(result):
+        console.print(line, markup=False)
