@@ -40,6 +40,12 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "cpu",
         "Compare ONNX variants with a reference: error, PSNR/SSIM, latency.",
     ),
+    "bench": (
+        "edgegen.runtime.bench_cli",
+        "bench",
+        "cpu",
+        "Latency, throughput and GFLOP/s of exported models.",
+    ),
 }
 
 
