@@ -16,6 +16,11 @@ uses: numpy, and Pillow when called).
 SSIM uses scikit-image's ``structural_similarity`` when it is importable and is ``None``
 otherwise: the runtime core never depends on scikit-image.
 
+With ``crops=True`` it also keeps, for the HTML report (:mod:`edgegen.runtime.report`), one
+small center crop per photo (of its largest sample): the degraded input, the reference output and
+the ground truth in :attr:`CompareResult.crops`, each variant's output in
+:attr:`VariantResult.crops`; never whole images, and never in the JSON.
+
 JSON keys (:meth:`CompareResult.to_dict`, stable): ``settings``, ``reference``, ``variants``
 (one object per variant x provider), ``failures``, ``passed``; see :data:`ROW_KEYS` and
 :data:`VARIANT_KEYS`.
@@ -398,6 +403,48 @@ def _ssim_function() -> Callable[[np.ndarray, np.ndarray], float] | None:
     return ssim
 
 
+CROP = 192  # the largest side, in output pixels, of the crops kept for the report
+
+
+@dataclass
+class Crop:
+    """One photo's crops for the report: float32 HWC in [0, 1]; ``degraded`` at the model's input
+    resolution (the output's divided by the scale), the others at the output's."""
+
+    photo: str
+    size: str
+    degraded: np.ndarray
+    reference: np.ndarray
+    clean: np.ndarray
+
+
+def crop_samples(samples: Sequence[Sample]) -> list[int]:
+    """The index of one sample per photo (its largest; the first of equals), in photo order."""
+    best: dict[str, int] = {}
+    for k, s in enumerate(samples):
+        j = best.get(s.photo)
+        if j is None or s.clean.shape[0] * s.clean.shape[1] > (
+            samples[j].clean.shape[0] * samples[j].clean.shape[1]
+        ):
+            best[s.photo] = k
+    return list(best.values())
+
+
+def crop_box(height: int, width: int, scale: int, limit: int = CROP) -> tuple[int, int, int, int]:
+    """A center crop (top, left, height, width) of at most ``limit`` output pixels a side, on the
+    scale's grid so that it maps onto whole input pixels."""
+    side = max(scale, limit // scale * scale)
+    h, w = min(height, side), min(width, side)
+    top = (height - h) // 2 // scale * scale
+    left = (width - w) // 2 // scale * scale
+    return top, left, h, w
+
+
+def _crop(image: np.ndarray, box: tuple[int, int, int, int], scale: int = 1) -> np.ndarray:
+    top, left, h, w = (v // scale for v in box)
+    return np.array(image[top : top + h, left : left + w], dtype=np.float32, copy=True)
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """None: not checked. max_lsb: largest error vs the reference output in 8-bit steps;
@@ -440,6 +487,8 @@ class VariantResult:
     latency_p95_ms: float
     rows: list[SizeRow] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    # Output crops, one per :attr:`CompareResult.crops` entry (``crops=True`` only; not in JSON).
+    crops: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -459,6 +508,8 @@ class CompareResult:
     settings: dict[str, Any]
     reference: dict[str, Any]
     variants: list[VariantResult] = field(default_factory=list)
+    crops: list[Crop] = field(default_factory=list, repr=False, compare=False)
+    scale: int = 1
 
     @property
     def failures(self) -> list[str]:
@@ -575,8 +626,10 @@ def compare(
     sizes: Sequence[Size] = ("full",),
     thresholds: Thresholds | None = None,
     repeats: int = 3,
+    crops: bool = False,
 ) -> CompareResult:
-    """Run the reference and each variant x device on the same degraded photos and compare."""
+    """Run the reference and each variant x device on the same degraded photos and compare;
+    ``crops``: keep one small center crop per photo for :mod:`edgegen.runtime.report`."""
     limits = thresholds or Thresholds()
     paths = expand_variants(variants)
     chosen = check_devices(devices) if devices else default_devices()
@@ -629,7 +682,22 @@ def compare(
                 for r in ref_rows
             ],
         },
+        scale=ref.spec.scale,
     )
+    s = ref.spec.scale
+    picked = crop_samples(samples) if crops else []
+    boxes = [crop_box(samples[k].clean.shape[0], samples[k].clean.shape[1], s) for k in picked]
+    for k, box in zip(picked, boxes, strict=True):
+        sample = samples[k]
+        result.crops.append(
+            Crop(
+                photo=sample.photo,
+                size=sample.size,
+                degraded=_crop(sample.degraded, box, s),
+                reference=_crop(ref_run.outputs[k], box),
+                clean=_crop(sample.clean, box),
+            )
+        )
     for path, device, runner in runners:
         run = run_samples(runner, runner.spec, samples, repeats)
         rows = compare_outputs(samples, ref_run.outputs, run.outputs, ssim)
@@ -650,6 +718,7 @@ def compare(
             row.latency_p95_ms = _percentile_ms(run.latencies_s[row.size], 95)
             vr.failures += threshold_failures(f"{path.name} on {device}", row, limits)
         vr.rows = rows
+        vr.crops = [_crop(run.outputs[k], box) for k, box in zip(picked, boxes, strict=True)]
         result.variants.append(vr)
     return result
 

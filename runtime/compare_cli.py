@@ -51,6 +51,12 @@ FORMATS = ("table", "json", "markdown")
     "--output", type=click.Path(path_type=Path), default=None, help="Write the report here."
 )
 @click.option("--repeats", type=int, default=3, show_default=True, help="Timed passes.")
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Also write a self-contained offline HTML page to DIR/index.html.",
+)
 def compare(
     reference: Path,
     variants: tuple[Path, ...],
@@ -63,12 +69,18 @@ def compare(
     fmt: str,
     output: Path | None,
     repeats: int,
+    report: Path | None,
 ) -> int:
     """Compare VARIANTS (ONNX files; a folder means its model.*.onnx) with a reference, on real
     photos degraded as the reference's task says: error vs the reference in 8-bit steps (max,
     mean, % over 1 LSB), PSNR/SSIM vs the reference and vs the ground truth (and the drop from
     the reference's own), latency p50/p95 after warm-up and the first call, model size, and the
     providers that actually ran. SSIM needs scikit-image (null without it).
+
+    --report DIR writes DIR/index.html, one offline page (no CDN, nothing fetched): per variant x
+    provider its metrics, side-by-side center crops of each photo (degraded input, reference,
+    variant, ground truth), an error heatmap vs the reference in LSB, and a p50/p95 latency
+    chart. It is written even when a threshold breaks (the exit code is then still 1).
 
     \b
     Exit codes:
@@ -101,7 +113,18 @@ def compare(
         sizes=parse_sizes(sizes) if sizes else ("full",),
         thresholds=Thresholds(max_lsb, min_psnr, max_psnr_drop),
         repeats=repeats,
+        crops=report is not None,
     )
+    if report is not None:
+        from .report import write_report
+
+        try:
+            page = write_report(result, report)
+        except OSError as exc:
+            raise EdgegenError(
+                f"cannot write the report to {report}: {exc.strerror or exc}"
+            ) from None
+        click.echo(f"edgegen: HTML report written to {page}", err=True)
     if fmt == "json":
         text = format_json(result)
     elif fmt == "markdown":
