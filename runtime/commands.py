@@ -7,10 +7,16 @@ import importlib.util
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from .errors import EdgegenError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_Item = TypeVar("_Item")
 
 DEVICE_HELP = "auto (TensorRT > CUDA > CPU), cpu, cuda or tensorrt; never a silent fallback."
 
@@ -49,6 +55,13 @@ def verify(model: Path, device: str) -> int:
 @click.option("--overlap", type=int, default=None, help="Tile overlap in input pixels.")
 @click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads.")
 @click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Images per onnxruntime call (same-size images go together).",
+)
+@click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
 )
 def run(
@@ -59,6 +72,7 @@ def run(
     tile: int | None,
     overlap: int | None,
     threads: int | None,
+    batch: int,
     progress: bool | None,
 ) -> int:
     """Run MODEL on image files, folders or globs (INPUTS); write OUTDIR/<stem>.png for each.
@@ -86,20 +100,37 @@ def run(
         raise EdgegenError(f"cannot create output folder {outdir}: {exc.strerror}") from None
     failures: list[str] = []
     show = progress if progress is not None else sys.stderr.isatty()
-    for src, dst in _progress(list(zip(files, targets, strict=True)), show):
+    pairs = list(zip(files, targets, strict=True))
+    chunks = [pairs[i : i + batch] for i in range(0, len(pairs), batch)]
+    for group in _progress(chunks, show):
+        chunk: list[tuple[Path, Path, np.ndarray]] = []
+        for src, dst in group:
+            try:
+                chunk.append((src, dst, read_image(src)))
+            except EdgegenError as exc:
+                click.echo(f"edgegen: warning: skipped: {exc}", err=True)
+                failures.append(f"{src}: {exc}")
+        outs: list[np.ndarray | None]
         try:
-            image = read_image(src)
-            out = gen(image)
-        except EdgegenError as exc:
-            click.echo(f"edgegen: warning: skipped: {exc}", err=True)
-            failures.append(f"{src}: {exc}")
-            continue
-        try:
-            write_image(dst, out)
-        except OSError as exc:  # a full disk or a vanished folder: stop, with one line
-            raise EdgegenError(f"cannot write {dst}: {exc.strerror or exc}") from None
-        if not show:
-            click.echo(f"{src} -> {dst}")
+            outs = list(gen.run_batch([image for _, _, image in chunk]))
+        except EdgegenError:  # one bad image in the chunk: run them one by one to name it
+            outs = []
+            for src, _, image in chunk:
+                try:
+                    outs.append(gen(image))
+                except EdgegenError as exc:
+                    click.echo(f"edgegen: warning: skipped: {exc}", err=True)
+                    failures.append(f"{src}: {exc}")
+                    outs.append(None)
+        for (src, dst, _), out in zip(chunk, outs, strict=True):
+            if out is None:
+                continue
+            try:
+                write_image(dst, out)
+            except OSError as exc:  # a full disk or a vanished folder: stop, with one line
+                raise EdgegenError(f"cannot write {dst}: {exc.strerror or exc}") from None
+            if not show:
+                click.echo(f"{src} -> {dst}")
     if failures:
         click.echo(f"edgegen: {len(failures)} of {len(files)} image(s) failed:", err=True)
         for line in failures:
@@ -151,12 +182,12 @@ def plan_outputs(files: list[Path], outdir: Path) -> list[Path]:
     return targets
 
 
-def _progress(items: list[tuple[Path, Path]], show: bool) -> Iterator[tuple[Path, Path]]:
+def _progress(items: list[_Item], show: bool) -> Iterator[_Item]:
     """A progress bar with tqdm or rich when installed and wanted; otherwise plain iteration."""
     if show and importlib.util.find_spec("tqdm") is not None:
         from tqdm import tqdm
 
-        yield from tqdm(items, unit="img", file=sys.stderr)
+        yield from tqdm(items, unit="batch", file=sys.stderr)
     elif show and importlib.util.find_spec("rich") is not None:
         from rich.progress import track
 
