@@ -107,24 +107,10 @@ class ExportResult:
 
 def export_checkpoint(checkpoint: str | Path, config: ExportConfig) -> ExportResult:
     """Export a training run (its best checkpoint) or a checkpoint file."""
-    from edgegen.train.archs import GeneratorParams, ResidualGenerator
-    from edgegen.train.checkpoint import load_checkpoint
+    from edgegen.train.checkpoint import load_model
 
     config.validate()
-    ckpt = load_checkpoint(checkpoint, prefer="best")
-    if "spec" not in ckpt.record:
-        raise EdgegenError(f"{ckpt.path}: checkpoint has no model spec")
-    spec = ModelSpec.from_dict(ckpt.record["spec"])
-    if spec.arch != ResidualGenerator.arch_name:
-        raise EdgegenError(f"{ckpt.path}: unknown architecture {spec.arch!r}")
-    try:
-        model = ResidualGenerator(GeneratorParams(**spec.arch_params))
-        model.load_state_dict(ckpt.weights)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise EdgegenError(
-            f"{ckpt.path}: weights do not match the spec's architecture: {first}"
-        ) from None
+    model, spec, ckpt = load_model(checkpoint, prefer="best")
     metrics = {
         k: float(v)
         for k, v in ckpt.record.get("metrics", {}).items()

@@ -227,18 +227,13 @@ def _torch_calls(checkpoint: Path, spec: ModelSpec, n: int, h: int, w: int) -> d
     try:
         import torch
 
-        from edgegen.train.archs import GeneratorParams, ResidualGenerator
-        from edgegen.train.checkpoint import load_checkpoint
+        from edgegen.train.checkpoint import load_model
     except ModuleNotFoundError as exc:
         raise EdgegenError(f"--checkpoint needs {exc.name}: pip install 'edgegen[train]'") from None
-    ckpt = load_checkpoint(checkpoint)
-    ckpt_spec = ModelSpec.from_dict(ckpt.record["spec"])
-    model = ResidualGenerator(GeneratorParams(**ckpt_spec.arch_params)).eval()
-    model.load_state_dict(ckpt.weights)
+    model, _spec, _ckpt = load_model(checkpoint)
+    cl_model, _spec, _ckpt = load_model(checkpoint)
+    cl_model = cl_model.to(memory_format=torch.channels_last)
     x = torch.rand(n, spec.in_channels, h, w)
-    cl_model = ResidualGenerator(GeneratorParams(**ckpt_spec.arch_params)).eval()
-    cl_model.load_state_dict(ckpt.weights)
-    cl_model = cl_model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     x_cl = x.contiguous(memory_format=torch.channels_last)
 
     def eager() -> None:

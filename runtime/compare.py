@@ -132,28 +132,14 @@ def torch_runner(checkpoint: Path) -> _TorchRunner:
     try:
         import torch  # noqa: F401
 
-        from edgegen.train.archs import GeneratorParams, ResidualGenerator
-        from edgegen.train.checkpoint import load_checkpoint
+        from edgegen.train.checkpoint import load_model
     except ModuleNotFoundError as exc:
         raise EdgegenError(
             f"reference {checkpoint} is a checkpoint; running it needs {exc.name or 'torch'}, "
             "which is not installed: pip install 'edgegen[train]'"
         ) from None
-    ckpt = load_checkpoint(checkpoint, prefer="best")
-    if "spec" not in ckpt.record:
-        raise EdgegenError(f"{ckpt.path}: checkpoint has no model spec")
-    spec = ModelSpec.from_dict(ckpt.record["spec"])
-    if spec.arch != ResidualGenerator.arch_name:
-        raise EdgegenError(f"{ckpt.path}: unknown architecture {spec.arch!r}")
-    try:
-        model = ResidualGenerator(GeneratorParams(**spec.arch_params))
-        model.load_state_dict(ckpt.weights)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise EdgegenError(
-            f"{ckpt.path}: weights do not match the spec's architecture: {first}"
-        ) from None
-    return _TorchRunner(ckpt.path.name, model.eval().float().cpu(), spec, ckpt.path)
+    model, spec, ckpt = load_model(checkpoint, prefer="best")
+    return _TorchRunner(ckpt.path.name, model, spec, ckpt.path)
 
 
 def load_reference(path: Path) -> OnnxRunner | _TorchRunner:

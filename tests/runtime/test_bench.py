@@ -63,3 +63,16 @@ def test_bench_cli_writes_json_and_refuses_bad_input(tmp_path):
         run_edgegen("bench", str(out / "model.fp32.onnx"), "--providers", "cuda"), "CUDA"
     )
     assert_one_line_error(run_edgegen("bench", str(out), "--batch", "0"), "--batch")
+
+
+def test_bench_times_the_checkpoint_in_pytorch(tmp_path):
+    from tinymodels import tiny_checkpoint
+
+    from edgegen.export.api import ExportConfig, export_checkpoint
+
+    ckpt = tiny_checkpoint(tmp_path / "run")
+    export_checkpoint(ckpt, ExportConfig(out=str(tmp_path / "out"), verify=False))
+    result = bench([tmp_path / "out" / "model.fp32.onnx"], ["cpu"], [(24, 24)], [1], 1, ckpt, 1)
+    names = [r.model for r in result.rows]
+    assert names == ["model.fp32.onnx", "torch eager", "torch channels_last"]
+    assert all(r.speedup is not None and r.speedup > 0 for r in result.rows)
