@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from edgegen.runtime.errors import EdgegenError
-from edgegen.runtime.metrics import ErrorStats, error_stats, limit_failures, psnr
+from edgegen.runtime.metrics import ErrorStats, Verdict, error_stats, limit_failures, psnr
 from edgegen.runtime.spec import ModelSpec
 
 from .onnx_export import INPUT_NAME, OUTPUT_NAME
@@ -98,19 +98,12 @@ class Row:
 
 
 @dataclass
-class Report:
+class Report(Verdict):
     precision: str
     tolerance: Tolerance
     rows: list[Row] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     non_finite: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def __bool__(self) -> bool:
-        return self.passed
 
     def to_dict(self) -> dict[str, Any]:
         return {

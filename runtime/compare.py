@@ -41,7 +41,7 @@ import numpy as np
 from .degrade import degradation_from_spec
 from .errors import EdgegenError
 from .images import BUNDLED_HELD_OUT
-from .metrics import error_stats, psnr
+from .metrics import Verdict, error_stats, psnr
 from .spec import ModelSpec
 
 Size = tuple[int, int] | str  # (height, width) of the model's input, or "full"
@@ -461,7 +461,7 @@ class SizeRow:
 
 
 @dataclass
-class VariantResult:
+class VariantResult(Verdict):
     name: str
     path: str
     precision: str
@@ -475,13 +475,6 @@ class VariantResult:
     failures: list[str] = field(default_factory=list)
     # Output crops, one per :attr:`CompareResult.crops` entry (``crops=True`` only; not in JSON).
     crops: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def __bool__(self) -> bool:
-        return self.passed
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in VARIANT_KEYS if k != "rows"}

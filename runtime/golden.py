@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import EdgegenError
-from .metrics import error_stats, limit_failures
+from .metrics import Verdict, error_stats, limit_failures
 
 if TYPE_CHECKING:
     from .generator import Generator
@@ -77,7 +77,7 @@ class VerifyRow:
 
 
 @dataclass
-class VerifyReport:
+class VerifyReport(Verdict):
     model: Path
     precision: str
     providers: list[str]
@@ -85,13 +85,6 @@ class VerifyReport:
     rows: list[VerifyRow] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def __bool__(self) -> bool:
-        return self.passed
 
     def to_dict(self) -> dict[str, Any]:
         return {

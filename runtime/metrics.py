@@ -15,6 +15,19 @@ import numpy as np
 PSNR_CAP = 150.0  # identical outputs have infinite PSNR; JSON cannot hold inf
 
 
+class Verdict:
+    """A check's result object: truthy when nothing failed (``failures`` names what did)."""
+
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
 @dataclass(frozen=True)
 class ErrorStats:
     max_lsb: float  # largest absolute difference, in 8-bit steps
