@@ -29,11 +29,11 @@ from _machine import describe
 from edgegen.export.calib import calibration_inputs
 from edgegen.export.int8 import quantize_int8
 from edgegen.export.onnx_export import export_fp32 as export_model_fp32
+from edgegen.runtime.degrade import degradation_from_spec
 from edgegen.runtime.spec import ModelSpec
 from edgegen.train.checkpoint import load_checkpoint
 from edgegen.train.config import TrainConfig
 from edgegen.train.data import make_val_pairs
-from edgegen.train.data.degrade import degradation_from_spec
 from edgegen.train.data.images import bundled_paths, load_all
 from edgegen.train.trainer import build_model, make_spec
 from edgegen.train.validate import psnr_ssim
