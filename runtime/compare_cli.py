@@ -1,4 +1,5 @@
-"""The ``edgegen compare`` command: a thin wrapper over :func:`edgegen.runtime.compare.compare`."""
+"""The ``edgegen compare`` command: a thin wrapper over :func:`edgegen.runtime.compare.compare`
+and, with ``--per-layer``, over :func:`edgegen.runtime.layers.compare_layers`."""
 
 from __future__ import annotations
 
@@ -57,6 +58,17 @@ FORMATS = ("table", "json", "markdown")
     default=None,
     help="Also write a self-contained offline HTML page to DIR/index.html.",
 )
+@click.option(
+    "--per-layer",
+    is_flag=True,
+    help="Compare one VARIANT with the fp32 ONNX reference tensor by tensor (needs onnx).",
+)
+@click.option(
+    "--jump-db",
+    type=float,
+    default=None,
+    help="--per-layer: the SQNR a tensor must lose against its inputs to be a jump [default: 10].",
+)
 def compare(
     reference: Path,
     variants: tuple[Path, ...],
@@ -70,6 +82,8 @@ def compare(
     output: Path | None,
     repeats: int,
     report: Path | None,
+    per_layer: bool,
+    jump_db: float | None,
 ) -> int:
     """Compare VARIANTS (ONNX files; a folder means its model.*.onnx) with a reference, on real
     photos degraded as the reference's task says: error vs the reference in 8-bit steps (max,
@@ -82,12 +96,27 @@ def compare(
     variant, ground truth), an error heatmap vs the reference in LSB, and a p50/p95 latency
     chart. It is written even when a threshold breaks (the exit code is then still 1).
 
+    --per-layer compares one VARIANT with an fp32 ONNX --reference tensor by tensor: both run
+    on the CPU with every intermediate tensor exposed (onnxruntime's qdq_loss_debug, graph
+    optimisations off), tensors matched by name (an int8 QDQ tensor by its dequantized value).
+    It lists, in graph order, each matched tensor's SQNR (dB), its drop against the tensors
+    its node reads, its max error in units of the tensor's range and, for int8, the SQNR of its
+    own quantize/dequantize step; it marks every jump (a drop >= --jump-db) and names the first:
+    where the variant first diverges. --images, --sizes (default here: 256, as every tensor of
+    a photo is held in memory at once), --format and --output apply; the thresholds,
+    --providers, --repeats and --report do not.
+
     \b
     Exit codes:
-      0  every threshold holds
+      0  every threshold holds (--per-layer: the report was made)
       1  a threshold is broken (each one printed: variant, provider and size)
-      2  a usage or input error (a missing file, an unavailable provider ...)
+      2  a usage or input error (a missing file, an unavailable provider, --per-layer with
+         more than one variant or models that share no tensor name ...)
     """
+    if per_layer:
+        return _per_layer(reference, variants, images, sizes, fmt, output, jump_db)
+    if jump_db is not None:
+        raise EdgegenError("--jump-db applies only with --per-layer")
     from .compare import (
         Thresholds,
         format_json,
@@ -144,6 +173,65 @@ def compare(
     for failure in result.failures:
         click.echo(f"edgegen: threshold broken: {failure}", err=True)
     return 0 if result else 1
+
+
+# Options that mean nothing to --per-layer: given with it, they are a usage error, not ignored.
+_NOT_PER_LAYER = ("providers", "max_lsb", "min_psnr", "max_psnr_drop", "repeats", "report")
+
+
+def _per_layer(
+    reference: Path,
+    variants: tuple[Path, ...],
+    images: str,
+    sizes: str | None,
+    fmt: str,
+    output: Path | None,
+    jump_db: float | None,
+) -> int:
+    from click.core import ParameterSource
+
+    from .compare import parse_sizes
+    from .files import atomic_write_text
+    from .layers import (
+        DEFAULT_SIZES,
+        JUMP_DB,
+        compare_layers,
+        format_json,
+        format_markdown,
+        format_table,
+    )
+
+    ctx = click.get_current_context()
+    for name in _NOT_PER_LAYER:
+        if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None):
+            option = "--" + name.replace("_", "-")
+            raise EdgegenError(f"{option} does not apply to --per-layer")
+    if len(variants) != 1:
+        raise EdgegenError(
+            f"--per-layer compares one VARIANT with the reference; {len(variants)} given"
+        )
+    result = compare_layers(
+        reference,
+        variants[0],
+        images=images,
+        sizes=parse_sizes(sizes) if sizes else DEFAULT_SIZES,
+        jump_db=JUMP_DB if jump_db is None else jump_db,
+    )
+    if fmt == "json":
+        text = format_json(result)
+    elif fmt == "markdown":
+        text = format_markdown(result)
+    else:
+        text = format_table(result)
+    if output is not None:
+        try:
+            atomic_write_text(output, text + "\n")
+        except OSError as exc:
+            raise EdgegenError(f"cannot write {output}: {exc.strerror or exc}") from None
+        click.echo(f"per-layer report written to {output}")
+    else:
+        click.echo(text)
+    return 0
 
 
 def _rich_table(result: object) -> None:  # pragma: no cover - only on a terminal
