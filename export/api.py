@@ -30,7 +30,7 @@ from . import fp16 as fp16_mod
 from .onnx_export import DEFAULT_OPSET, export_fp32
 from .verify import Report, make_samples, tolerance_for, torch_outputs, verify, write_golden
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "auto")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -51,6 +51,9 @@ class ExportConfig:
     val: str = "bundled"  # held-out photos for verification and golden samples
     tolerances: dict[str, dict[str, float]] = field(default_factory=dict)
     progress: bool = True
+    target: str | None = None  # auto: the accuracy target, e.g. "psnr-drop<=0.1"
+    qat: int | None = None  # int8: QAT fine-tune steps first; auto: QAT's steps (default 100)
+    fp16_block: str = "default"  # "auto": also keep the nodes that break fp16's tolerance fp32
 
     def __post_init__(self) -> None:
         if isinstance(self.precision, str):  # "fp32,int8" from a caller, as on the CLI
@@ -75,6 +78,24 @@ class ExportConfig:
         for prec in self.tolerances:
             if prec not in PRECISIONS:
                 raise EdgegenError(f"tolerance for unknown precision {prec!r}")
+        if "auto" in self.precision:
+            if not self.target:
+                raise EdgegenError(
+                    "--precision auto needs --target, e.g. --target 'psnr-drop<=0.1'"
+                )
+        elif self.target is not None:
+            raise EdgegenError("--target applies to --precision auto only")
+        if self.target is not None:
+            from .target import parse_target
+
+            parse_target(self.target)
+        if self.fp16_block not in ("default", "auto"):
+            raise EdgegenError(f"--fp16-block must be default or auto, got {self.fp16_block!r}")
+        if self.qat is not None:
+            if self.qat < 0:
+                raise EdgegenError(f"--qat must be >= 0 steps, got {self.qat}")
+            if "int8" not in self.precision and "auto" not in self.precision:
+                raise EdgegenError("--qat applies to --precision int8 or auto")
 
 
 @dataclass
@@ -124,13 +145,22 @@ def export_checkpoint(checkpoint: str | Path, config: ExportConfig) -> ExportRes
             metrics=metrics,
         )
     )
-    return export_module(model, spec, config, source=ckpt.path)
+    qat_record = ckpt.record.get("qat")
+    return export_module(model, spec, config, source=ckpt.path, qat_record=qat_record)
 
 
 def export_module(
-    module: nn.Module, spec: ModelSpec, config: ExportConfig, source: Path | None = None
+    module: nn.Module,
+    spec: ModelSpec,
+    config: ExportConfig,
+    source: Path | None = None,
+    qat_record: dict[str, Any] | None = None,
 ) -> ExportResult:
-    """Export any image-to-image ``nn.Module`` described by ``spec`` (NCHW float in [0, 1])."""
+    """Export any image-to-image ``nn.Module`` described by ``spec`` (NCHW float in [0, 1]).
+
+    ``qat_record`` is what ``edgegen train --qat-from`` stores in a checkpoint: the module's
+    weights are then QAT's, and int8 quantizes with its learned ranges.
+    """
     from .verify import open_session
 
     config.validate()
@@ -159,18 +189,31 @@ def export_module(
         for precision in (p for p in PRECISIONS if p in config.precision):
             name = f"model.{precision}"
             settings: dict[str, Any] = {}
+            label = precision  # the spec's precision
             if precision == "fp32":
                 tmp = fp32_tmp
                 staged.append((tmp, out / f"{name}.onnx"))
                 settings["slim"] = slim_info
             elif precision == "fp16":
                 tmp = stage(f"{name}.onnx")
-                onnx.save(fp16_mod.convert_fp16(fp32_model), str(tmp))
-                settings["fp16"] = fp16_mod.settings()
+                nodes: tuple[str, ...] = ()
+                if config.fp16_block == "auto":
+                    nodes = _fp16_nodes(fp32_tmp, fp32_model, spec, config)
+                onnx.save(fp16_mod.convert_fp16(fp32_model, node_block_list=nodes), str(tmp))
+                settings["fp16"] = fp16_mod.settings(node_block_list=nodes)
+            elif precision == "int8":
+                tmp = stage(f"{name}.onnx")
+                settings["calibration"] = _quantize(
+                    fp32_tmp, tmp, module, spec, config, qat_record, source
+                )
             else:
                 tmp = stage(f"{name}.onnx")
-                settings["calibration"] = _quantize(fp32_tmp, tmp, spec, config)
-            tolerance = tolerance_for(precision, config.tolerances.get(precision))
+                result = _auto(fp32_tmp, tmp, module, spec, config)
+                settings["auto"] = result.to_dict()
+                label = result.label
+            # auto's model is an int8 one (some nodes may be float): int8's limits hold for it.
+            base = "int8" if precision == "auto" else precision
+            tolerance = tolerance_for(base, config.tolerances.get(precision))
             report = None
             if config.verify:
                 report = verify(tmp, precision, samples, references, tolerance)
@@ -180,7 +223,7 @@ def export_module(
             if config.ort_format:
                 files["ort"] = stage(f"{name}.ort")
                 _write_ort(tmp, files["ort"])
-            manifest = _manifest(precision, files, config, spec, source, settings, report)
+            manifest = _manifest(precision, files, config, spec, source, settings, report, label)
             stage(f"{name}.manifest.json").write_text(_json(manifest), encoding="utf-8")
             artifacts.append(
                 Artifact(
@@ -198,6 +241,9 @@ def export_module(
         for tmp, final in staged:
             os.replace(tmp, final)
         return ExportResult(out, artifacts)
+    except OSError as exc:  # a full disk or a vanished folder while staging: nothing renamed
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise EdgegenError(f"export to {out} failed{where}: {exc.strerror or exc}") from None
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
@@ -217,12 +263,43 @@ def _prepare_out(out: Path) -> Path:
 
 
 def _quantize(
-    fp32_path: Path, out_path: Path, spec: ModelSpec, config: ExportConfig
+    fp32_path: Path,
+    out_path: Path,
+    module: nn.Module,
+    spec: ModelSpec,
+    config: ExportConfig,
+    qat_record: dict[str, Any] | None,
+    source: Path | None,
 ) -> dict[str, Any]:
     from .calib import calibration_inputs
     from .int8 import quantize_int8
 
     calib = calibration_inputs(spec, config.calib, config.calib_count)
+    if config.qat or qat_record is not None:
+        from . import qat
+
+        with tempfile.TemporaryDirectory(prefix="edgegen-qat-") as scratch:
+            if config.qat:  # fine-tune now, from the checkpoint's weights
+                result = qat.run_qat(
+                    module, spec, config.calib, config.calib_count, config.qat, config.progress
+                )
+                settings = qat.quantize_with_qat(
+                    module, result, spec, config.opset, out_path, calib, config.per_channel,
+                    Path(scratch),
+                )  # fmt: skip
+                settings["source"] = config.calib
+                return settings
+            assert qat_record is not None  # a QAT checkpoint: its weights, its ranges
+            fp32_model = onnx.load(str(fp32_path))
+            qparams = qat.qparams_from_record(qat_record, source or "checkpoint")
+            settings = quantize_int8(
+                fp32_path, out_path, calib, per_channel=config.per_channel,
+                progress=config.progress, tensor_overrides=qat.overrides(fp32_model, qparams),
+            )  # fmt: skip
+            settings["qat"] = dict(qat_record)
+            settings["qat"]["ranges_from"] = "checkpoint"
+            settings["source"] = config.calib
+            return settings
     settings = quantize_int8(
         fp32_path,
         out_path,
@@ -233,6 +310,49 @@ def _quantize(
     )
     settings["source"] = config.calib
     return settings
+
+
+def _fp16_nodes(
+    fp32_path: Path, fp32_model: onnx.ModelProto, spec: ModelSpec, config: ExportConfig
+) -> tuple[str, ...]:
+    """Nodes whose fp16 output breaks fp16's tolerance, found on the ranking photos."""
+    from .evalset import ranking_set
+    from .sensitivity import fp16_block_nodes
+    from .target import Measure
+
+    tol = tolerance_for("fp16", config.tolerances.get("fp16"))
+
+    def passes(m: Measure) -> bool:
+        return (
+            (tol.max_lsb is None or m.max_lsb <= tol.max_lsb)
+            and (tol.max_pct_over_1lsb is None or m.pct_over_1lsb <= tol.max_pct_over_1lsb)
+            and (tol.min_psnr_vs_torch is None or m.psnr_vs_fp32 >= tol.min_psnr_vs_torch)
+            and (tol.max_gt_psnr_drop is None or m.psnr_drop <= tol.max_gt_psnr_drop)
+        )
+
+    ranking = ranking_set(spec, fp32_path)
+    nodes, _ = fp16_block_nodes(fp32_model, ranking, passes, config.progress)
+    return tuple(nodes)
+
+
+def _auto(
+    fp32_path: Path, out_path: Path, module: nn.Module, spec: ModelSpec, config: ExportConfig
+) -> Any:
+    from .auto import AUTO_QAT_STEPS, AutoSettings, search
+    from .target import parse_target
+
+    assert config.target is not None  # validate() insists
+    settings = AutoSettings(
+        calib=config.calib,
+        calib_count=config.calib_count,
+        calib_method=config.calib_method,
+        per_channel=config.per_channel,
+        val=config.val,
+        qat_steps=AUTO_QAT_STEPS if config.qat is None else config.qat,
+        opset=config.opset,
+        progress=config.progress,
+    )
+    return search(fp32_path, out_path, spec, module, parse_target(config.target), settings)
 
 
 def _write_ort(model_path: Path, ort_path: Path) -> None:
@@ -256,6 +376,7 @@ def _manifest(
     source: Path | None,
     settings: dict[str, Any],
     report: Report | None,
+    label: str | None = None,
 ) -> dict[str, Any]:
     import onnxruntime as ort
 
@@ -277,7 +398,7 @@ def _manifest(
             "checkpoint": str(source) if source else None,
             "checkpoint_sha256": spec.provenance.checkpoint_sha256,
         },
-        "spec": spec.replace(precision=precision).to_dict(),
+        "spec": spec.replace(precision=label or precision).to_dict(),
         **settings,
         "verification": report.to_dict() if report is not None else None,
     }

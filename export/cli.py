@@ -43,7 +43,30 @@ def _tolerances(
     default="fp32",
     show_default=True,
     callback=_precisions,
-    help="Comma list of fp32, fp16, int8.",
+    help="Comma list of fp32, fp16, int8, auto (the cheapest int8 that meets --target).",
+)
+@click.option(
+    "--target",
+    default=None,
+    metavar="SPEC",
+    help="auto's accuracy target on the held-out photos, e.g. 'psnr-drop<=0.1' (dB of ground-"
+    "truth PSNR below fp32), 'min-psnr>=45' (dB vs fp32), 'max-lsb<=2'; comma-join several.",
+)
+@click.option(
+    "--fp16-block",
+    type=click.Choice(["default", "auto"]),
+    default="default",
+    show_default=True,
+    help="fp16: 'auto' also keeps in fp32 the nodes whose fp16 output breaks fp16's tolerance "
+    "(found one node at a time on training photos).",
+)
+@click.option(
+    "--qat",
+    type=int,
+    default=None,
+    metavar="STEPS",
+    help="Quantization-aware fine-tuning steps: int8 fine-tunes first; auto tries it last "
+    "(default 100, 0 skips it).",
 )
 @click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, help="ONNX opset.")
 @click.option(
@@ -105,11 +128,16 @@ def export(checkpoint: str, **options: object) -> int:
       int8  max_gt_psnr_drop=0.25 dB (PSNR vs ground truth, below torch's),
             min_psnr_vs_torch=35 dB (what a device checks from the golden samples)
 
+    With --precision auto --target SPEC it writes model.auto.onnx: the first of plain int8,
+    int8 with the best calibration, int8 with the most sensitive nodes kept in fp32, and
+    quantization-aware fine-tuned int8 that meets SPEC on the held-out photos (see the
+    manifest's "auto" entry for the path taken, nodes kept in float, quality and speed).
+
     \b
     Exit codes:
       0  every artifact written and verified
-      1  an artifact broke its tolerance (nothing written)
-      2  bad input: checkpoint, options, calibration or output folder
+      1  an artifact broke its tolerance, or only fp32 meets --target (nothing written)
+      2  bad input: checkpoint, options, target, calibration or output folder
     """
     config = ExportConfig(**options)  # type: ignore[arg-type]
     try:
@@ -122,8 +150,26 @@ def export(checkpoint: str, **options: object) -> int:
         raise
     for artifact in result.artifacts:
         _print_report(artifact.precision, artifact.report)
+        if artifact.precision == "auto":
+            _print_auto(artifact.manifest)
         click.echo(f"wrote {artifact.path}  ({artifact.size_bytes / 1e6:.2f} MB)")
     return 0
+
+
+def _print_auto(manifest_path: object) -> None:
+    import json
+    from pathlib import Path
+
+    auto = json.loads(Path(str(manifest_path)).read_text(encoding="utf-8"))["auto"]
+    q, speed = auto["quality"], auto["speed"]
+    floats = ", ".join(auto["nodes_in_float"]) or "none"
+    click.echo(
+        f"auto: {auto['chosen']} (path: {auto['path']}) meets {auto['target']}: "
+        f"PSNR drop {q['psnr_drop']:.3f} dB, {q['psnr_vs_fp32']:.2f} dB vs fp32, "
+        f"max {q['max_lsb']:.2f} LSB; {speed['speedup']:.2f}x fp32 "
+        f"({speed['auto_ms']:.1f} vs {speed['fp32_ms']:.1f} ms at {speed['size']}, "
+        f"{speed['threads']} threads); nodes in float: {floats}; {auto['seconds']:.0f} s"
+    )
 
 
 def _print_report(precision: str, report: object) -> None:

@@ -30,12 +30,16 @@ FP16_BLOCK_LIST = (
 
 
 def convert_fp16(
-    fp32: onnx.ModelProto, keep_io_types: bool = True, block_list: tuple[str, ...] = FP16_BLOCK_LIST
+    fp32: onnx.ModelProto,
+    keep_io_types: bool = True,
+    block_list: tuple[str, ...] = FP16_BLOCK_LIST,
+    node_block_list: tuple[str, ...] = (),
 ) -> onnx.ModelProto:
     """Convert weights and activations to float16 except the block-listed ops.
 
     With ``keep_io_types`` the model still takes and returns float32, so callers and the
-    runtime's pre/post-processing do not change with the precision.
+    runtime's pre/post-processing do not change with the precision. ``node_block_list`` names
+    single nodes to keep in float32 as well (see ``edgegen.export.sensitivity``).
     """
     from onnxconverter_common import float16
 
@@ -50,8 +54,13 @@ def convert_fp16(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # it warns for every value it clamps to fp16's range
         model = float16.convert_float_to_float16(
-            source, keep_io_types=keep_io_types, op_block_list=list(block_list)
+            source,
+            keep_io_types=keep_io_types,
+            op_block_list=list(block_list),
+            node_block_list=list(node_block_list) or None,
         )
+    if node_block_list:
+        _restore_fp32_weights(model, fp32, set(node_block_list))
     model = onnx.shape_inference.infer_shapes(model)
     if spec is not None:
         set_spec(model, spec.replace(precision="fp16"))
@@ -59,12 +68,52 @@ def convert_fp16(
     return model
 
 
+def _restore_fp32_weights(model: onnx.ModelProto, fp32: onnx.ModelProto, blocked: set[str]) -> None:
+    """Give nodes kept in fp32 float32 weights of their own.
+
+    The converter casts a blocked node's activations back to float32 but converts its
+    initializers to float16 all the same, and leaves float32 an initializer that a blocked and
+    an unblocked node share (onnxslim merges equal biases): either way onnxruntime refuses the
+    graph ("bound to different types"). Blocked nodes get float32 copies (``<name>_fp32``) and
+    the initializers other nodes read are float16.
+    """
+    from onnxconverter_common import float16
+
+    originals = {i.name: i for i in fp32.graph.initializer}
+    inits = {i.name: i for i in model.graph.initializer}
+    readers: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, set()).add(node.name)
+    for node in model.graph.node:
+        if node.name not in blocked:
+            continue
+        for k, name in enumerate(node.input):
+            if name not in inits or name not in originals:
+                continue
+            copy_name = f"{name}_fp32"
+            if copy_name not in inits:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(originals[name])
+                copy.name = copy_name
+                model.graph.initializer.append(copy)
+                inits[copy_name] = copy
+            node.input[k] = copy_name
+    for init in model.graph.initializer:
+        others = readers.get(init.name, set()) - blocked
+        if others and init.data_type == onnx.TensorProto.FLOAT and init.name in originals:
+            init.CopyFrom(float16.convert_tensor_float_to_float16(init))
+
+
 def settings(
-    keep_io_types: bool = True, block_list: tuple[str, ...] = FP16_BLOCK_LIST
+    keep_io_types: bool = True,
+    block_list: tuple[str, ...] = FP16_BLOCK_LIST,
+    node_block_list: tuple[str, ...] = (),
 ) -> dict[str, object]:
     """What the manifest records about the conversion."""
     return {
         "converter": "onnxconverter_common.float16",
         "keep_io_types": keep_io_types,
         "op_block_list": list(block_list),
+        **({"node_block_list": list(node_block_list)} if node_block_list else {}),
     }

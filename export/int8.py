@@ -129,6 +129,8 @@ def quantize_int8(
     weight_type: str = DEFAULT_WEIGHT_TYPE,
     progress: bool = True,
     nodes_to_exclude: list[str] | None = None,
+    tensor_overrides: dict[str, list[dict[str, Any]]] | None = None,
+    extra_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Quantize ``fp32_path`` to static QDQ int8 at ``out_path``; returns the settings used.
 
@@ -137,7 +139,10 @@ def quantize_int8(
     ``activation_type``/``weight_type`` are ``uint8`` or ``int8``; ``per_channel`` gives each
     output channel of a convolution its own weight scale (convolutions' channels differ widely in
     magnitude, and one scale per tensor wastes levels on the small ones). ``nodes_to_exclude``
-    names nodes of the pre-processed graph to keep in fp32.
+    names nodes of the pre-processed graph to keep in fp32. ``tensor_overrides`` (onnxruntime's
+    TensorQuantOverrides: tensor name -> ``[{"scale": ..., "zero_point": ...}]``) fixes those
+    tensors' quantization instead of calibrating them (QAT's learned ranges use it);
+    ``extra_options`` are further ``quantize_static`` extra options (e.g. ``CalibPercentile``).
 
     ``out_path`` is written to a temporary file beside it and renamed, so it is either absent (or
     the previous file) or complete; every temporary file is removed, on error too.
@@ -171,6 +176,16 @@ def quantize_int8(
                 raise EdgegenError(
                     f"nodes to exclude not in the (pre-processed) model: {', '.join(unknown)}"
                 )
+        options = dict(extra_options or {})
+        if tensor_overrides:
+            graph = onnx.load(str(pre_path)).graph
+            tensors = {name for node in graph.node for name in (*node.input, *node.output)}
+            unknown = sorted(set(tensor_overrides) - tensors)
+            if unknown:
+                raise EdgegenError(
+                    f"tensor overrides name tensors not in the model: {', '.join(unknown[:4])}"
+                )
+            options["TensorQuantOverrides"] = tensor_overrides
         # The entropy and percentile calibrators print() their progress; keep stdout for the
         # caller's output (a CLI may print JSON there) and send it to stderr with the bar.
         with contextlib.redirect_stdout(sys.stderr):
@@ -184,6 +199,7 @@ def quantize_int8(
                 weight_type=weight_qtype,
                 nodes_to_exclude=excluded or None,
                 calibrate_method=calibrate_method,
+                extra_options=options or None,
             )
         quantized = onnx.load(str(quant_path))
 
@@ -210,8 +226,14 @@ def quantize_int8(
         "weight_type": weight_type,
         "calibration_inputs": len(calib),
         "nodes_to_exclude": excluded,
+        **({"extra_options": _jsonable(extra_options)} if extra_options else {}),
+        **({"tensor_overrides": len(tensor_overrides)} if tensor_overrides else {}),
         "onnxruntime": onnxruntime.__version__,
     }
+
+
+def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.item() if hasattr(v, "item") else v for k, v in options.items()}
 
 
 def _pre_process(fp32_path: Path, pre_path: Path, scratch: Path) -> None:

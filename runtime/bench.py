@@ -157,12 +157,17 @@ def bench(
     threads: int | None = None,
     checkpoint: Path | None = None,
     rounds: int = 6,
+    session: dict[str, Any] | None = None,
 ) -> BenchResult:
     """Time every model x device x size x batch (and the checkpoint in PyTorch, if given)."""
     from .generator import Generator
+    from .session_cli import for_device
 
+    # GPU-only session options (--cuda-graph, ...) apply to the GPU providers of a mixed list.
     gens = [
-        (m, d, Generator(m, device=d, threads=threads, tile=0)) for m in models for d in devices
+        (m, d, Generator(m, device=d, threads=threads, tile=0, **for_device(session or {}, d)))
+        for m in models
+        for d in devices
     ]
     if not gens:
         raise EdgegenError("no models to benchmark")
@@ -170,6 +175,7 @@ def bench(
     settings = {
         "models": [str(m) for m in models],
         "providers": list(devices),
+        "session": {k: v for k, v in (session or {}).items() if v not in (None, False)},
         "sizes": [f"{h}x{w}" for h, w in sizes],
         "batches": list(batches),
         "threads": threads,

@@ -46,6 +46,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
         "cpu",
         "Latency, throughput and GFLOP/s of exported models.",
     ),
+    "pipeline": ("edgegen.export.pipeline", "pipeline", "train", "Train, export, verify, compare."),
+    "models": ("edgegen.runtime.zoo", "models", "cpu", "List the shipped pretrained models."),
 }
 
 
@@ -141,6 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("edgegen: interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # a full disk, a vanished folder: the environment, not a bug
+        where = f"{exc.filename}: " if exc.filename else ""
+        click.echo(f"edgegen: error: {where}{exc.strerror or exc}", err=True)
+        sys.exit(2)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

@@ -7,11 +7,12 @@ import importlib.util
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .errors import EdgegenError
+from .errors import EdgegenError, ModelError
+from .session_cli import session_options
 
 if TYPE_CHECKING:
     import numpy as np
@@ -43,8 +44,15 @@ def verify(model: Path, device: str) -> int:
 
 
 @click.command("run")
-@click.argument("model", type=click.Path(path_type=Path))
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("args", nargs=-1, required=True, metavar="[MODEL] INPUTS...")
+@click.option(
+    "-m",
+    "--model",
+    "model_name",
+    default=None,
+    help="An ONNX file or a shipped model, NAME[:PRECISION] (see `edgegen models`). "
+    "[default: a first argument ending in .onnx/.ort, else denoise-blind:int8]",
+)
 @click.option(
     "-o", "--out", "outdir", required=True, type=click.Path(path_type=Path), help="Output folder."
 )
@@ -64,9 +72,18 @@ def verify(model: Path, device: str) -> int:
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
 )
+@click.option(
+    "--overwrite", is_flag=True, help="Replace outputs that exist (default: skip their inputs)."
+)
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Load MODEL even if its sha256 differs from the manifest.json beside it.",
+)
+@session_options
 def run(
-    model: Path,
-    inputs: tuple[str, ...],
+    args: tuple[str, ...],
+    model_name: str | None,
     outdir: Path,
     device: str,
     tile: int | None,
@@ -74,26 +91,49 @@ def run(
     threads: int | None,
     batch: int,
     progress: bool | None,
+    overwrite: bool,
+    no_verify: bool,
+    **session: Any,
 ) -> int:
     """Run MODEL on image files, folders or globs (INPUTS); write OUTDIR/<stem>.png for each.
 
-    Outputs are written to a temporary name and renamed; an input is never overwritten.
-    Unreadable images are skipped with a warning and listed at the end.
+    MODEL is an .onnx (or .ort) file given first, as in `edgegen run model.int8.onnx photos/ -o
+    out/`, or --model FILE|NAME; without either the shipped blind denoiser runs:
+    `edgegen run photo.jpg -o out/`.
+
+    Outputs are written to a temporary name and renamed, so an output that exists is complete:
+    inputs whose output exists are skipped (a rerun after a crash does the rest) unless
+    --overwrite is given. An input is never overwritten, and OUTDIR may not be (or lie inside)
+    an input folder. Among several inputs, unreadable images are skipped with a warning and
+    listed at the end; a single input that cannot be read is an error. When MODEL has a
+    manifest.json beside it, its sha256 must match (--no-verify skips the check).
 
     \b
     Exit codes:
-      0  every image was processed
+      0  every image was processed (or its output already existed)
       1  some images could not be read (listed)
-      2  bad input: model, options, OUTDIR, or no images found
+      2  bad input: model, options, OUTDIR, an unreadable single image, or no images found;
+         a write that fails (disk full) also stops the run with exit 2
     """
     from .generator import Generator
     from .images import read_image, write_image
+    from .zoo import pick_model
 
     if outdir.exists() and not outdir.is_dir():
         raise EdgegenError(f"output folder {outdir} is a file")
+    model, inputs = pick_model(args, model_name)
     files = collect_inputs(inputs)
+    check_outdir(outdir, inputs)
     targets = plan_outputs(files, outdir)
-    gen = Generator(model, device=device, threads=threads, tile=tile, overlap=overlap)
+    gen = Generator(
+        model,
+        device=device,
+        threads=threads,
+        tile=tile,
+        overlap=overlap,
+        verify_manifest=not no_verify,
+        **session,
+    )
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -101,6 +141,14 @@ def run(
     failures: list[str] = []
     show = progress if progress is not None else sys.stderr.isatty()
     pairs = list(zip(files, targets, strict=True))
+    if not overwrite:
+        pairs = [(src, dst) for src, dst in pairs if not dst.exists()]
+        if len(pairs) < len(files):
+            click.echo(
+                f"edgegen: {len(files) - len(pairs)} output(s) already exist, their inputs "
+                "skipped (--overwrite replaces them)",
+                err=True,
+            )
     chunks = [pairs[i : i + batch] for i in range(0, len(pairs), batch)]
     for group in _progress(chunks, show):
         chunk: list[tuple[Path, Path, np.ndarray]] = []
@@ -108,6 +156,8 @@ def run(
             try:
                 chunk.append((src, dst, read_image(src)))
             except EdgegenError as exc:
+                if len(files) == 1:
+                    raise
                 click.echo(f"edgegen: warning: skipped: {exc}", err=True)
                 failures.append(f"{src}: {exc}")
         outs: list[np.ndarray | None]
@@ -118,7 +168,11 @@ def run(
             for src, _, image in chunk:
                 try:
                     outs.append(gen(image))
+                except ModelError:
+                    raise
                 except EdgegenError as exc:
+                    if len(files) == 1:
+                        raise
                     click.echo(f"edgegen: warning: skipped: {exc}", err=True)
                     failures.append(f"{src}: {exc}")
                     outs.append(None)
@@ -165,6 +219,19 @@ def collect_inputs(inputs: Iterable[str]) -> list[Path]:
     return list(unique.values())
 
 
+def check_outdir(outdir: Path, inputs: Iterable[str]) -> None:
+    """Refuse an OUTDIR that is, or lies inside, an input folder: a rerun would take the outputs
+    for inputs."""
+    out = outdir.resolve()
+    for item in inputs:
+        folder = Path(item)
+        if folder.is_dir() and out.is_relative_to(folder.resolve()):
+            where = "is" if out == folder.resolve() else "lies inside"
+            raise EdgegenError(
+                f"output folder {outdir} {where} the input folder {folder}; choose another -o"
+            )
+
+
 def plan_outputs(files: list[Path], outdir: Path) -> list[Path]:
     """``OUTDIR/<stem>.png`` for each input; refuse name clashes and overwriting an input."""
     resolved_inputs = {p.resolve() for p in files}
@@ -177,6 +244,8 @@ def plan_outputs(files: list[Path], outdir: Path) -> list[Path]:
             raise EdgegenError(f"output {dst} would overwrite the input {src}; choose another -o")
         if key in taken:
             raise EdgegenError(f"inputs {taken[key]} and {src} would both be written to {dst}")
+        if dst.is_dir():
+            raise EdgegenError(f"output {dst} is a folder; move it or choose another -o")
         taken[key] = src
         targets.append(dst)
     return targets

@@ -20,3 +20,8 @@ class EdgegenError(Exception):
 
 class SpecError(EdgegenError, ValueError):
     """A model spec that is malformed: unknown fields, wrong types or impossible values."""
+
+
+class ModelError(EdgegenError):
+    """A model that does not compute what its spec says (e.g. an output of the wrong size): a
+    problem with the model, not with the image it was given."""

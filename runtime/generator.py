@@ -9,8 +9,8 @@ order, value range, pad multiple and scale, so callers pass plain images::
     raw = gen.infer(nchw)       # the model itself, no pre- or post-processing
     report = gen.verify()       # golden samples beside the model, on this provider
 
-Thread-safe: calls keep no state on the object, and onnxruntime's ``InferenceSession.run`` may be
-called from many threads at once.
+Thread-safe: onnxruntime's ``InferenceSession.run`` may be called from many threads at once, and
+with IO binding each shape's reused buffers are used by one call at a time (a lock per shape).
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import EdgegenError, SpecError
-from .providers import ProviderSpec, check_session_providers, resolve_providers
+from .errors import EdgegenError, ModelError, SpecError
+from .manifest import check_manifest
+from .providers import ProviderSpec
+from .session import Bindings, BoundRun, SessionConfig, open_session
 from .spec import METADATA_KEY, ModelSpec
 from .tiling import AUTO_TILE, AUTO_TILE_PIXELS, default_margin, default_overlap, run_tiled
 
@@ -53,7 +55,16 @@ class Generator:
     ``tile``: None tiles only images over 1024x1024 pixels (in 512-pixel tiles), 0 never tiles,
     N tiles images larger than N in either side. ``overlap``: input pixels shared by neighbouring
     tiles (default: max(16, the receptive field), rounded up to the pad multiple).
-    ``spec``: for a model whose file has no edgegen spec.
+    ``spec``: for a model whose file has no edgegen spec. ``verify_manifest``: when export's
+    ``<model>.manifest.json`` sits beside the file, refuse a model whose sha256 differs from it.
+
+    Session options (keyword-only; see :class:`edgegen.runtime.session.SessionConfig`):
+    ``io_binding`` (default: on for CUDA/TensorRT, off on the CPU) reuses input/output buffers
+    per shape; ``prefer_nhwc`` (default: on for CUDA) runs CUDA convolutions in NHWC;
+    ``cuda_graph`` (default off) captures one CUDA graph per input shape, for fixed shapes;
+    ``cudnn_conv_algo_search`` EXHAUSTIVE (onnxruntime's default), HEURISTIC or DEFAULT;
+    ``trt_fp16`` and ``trt_engine_cache`` (a folder) for TensorRT; ``cpu_mem_arena`` (default on)
+    is onnxruntime's CPU memory arena. A GPU-only option on a CPU session is an error.
     """
 
     def __init__(
@@ -65,30 +76,50 @@ class Generator:
         overlap: int | None = None,
         spec: ModelSpec | None = None,
         providers: Sequence[ProviderSpec] | None = None,
+        verify_manifest: bool = True,
+        *,
+        io_binding: bool | None = None,
+        prefer_nhwc: bool | None = None,
+        cuda_graph: bool = False,
+        cudnn_conv_algo_search: str | None = None,
+        trt_fp16: bool = False,
+        trt_engine_cache: str | Path | None = None,
+        cpu_mem_arena: bool = True,
     ) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path)
+        if self.path.is_dir():
+            raise EdgegenError(f"model {self.path} is a folder, not an ONNX file")
         if not self.path.is_file():
             raise EdgegenError(f"model {self.path}: no such file")
-        requested = resolve_providers(providers if providers is not None else device)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads is not None:
-            if threads < 1:
-                raise EdgegenError(f"threads must be >= 1, got {threads}")
-            options.intra_op_num_threads = threads
-        try:
-            self._session = ort.InferenceSession(str(self.path), options, providers=requested)
-        except Exception as exc:  # onnxruntime raises several types; all mean "cannot load"
-            text = str(exc).strip()
-            first = text.splitlines()[0] if text else type(exc).__name__
-            raise EdgegenError(
-                f"{self.path} is not an ONNX model onnxruntime {ort.__version__} can load: {first}"
-            ) from None
-        self._providers = check_session_providers(self._session, requested)
+        if verify_manifest:
+            check_manifest(self.path)
+        config = SessionConfig(
+            threads=threads,
+            io_binding=io_binding,
+            prefer_nhwc=prefer_nhwc,
+            cuda_graph=cuda_graph,
+            cudnn_conv_algo_search=cudnn_conv_algo_search,
+            trt_fp16=trt_fp16,
+            trt_engine_cache=str(trt_engine_cache) if trt_engine_cache is not None else None,
+            cpu_mem_arena=cpu_mem_arena,
+        )
+        opened = open_session(self.path, providers if providers is not None else device, config)
+        self._session = opened.session
+        self._providers = opened.providers
+        self.options = opened.config  # what applies, defaults filled in for the provider
         self.spec = spec if spec is not None else self._read_spec()
         self._check_io()
+        self._bindings = (
+            Bindings(
+                self._session,
+                (self._input_name, self._output_name),
+                (np.dtype(self._input_dtype), np.dtype(self._output_dtype)),
+                self._providers[0],
+                self.options.cuda_graph,
+            )
+            if self.options.io_binding
+            else None
+        )
         self.tile = tile
         self.overlap = (
             overlap
@@ -140,6 +171,7 @@ class Generator:
         self._input_name = inputs[0].name
         self._output_name = outputs[0].name
         self._input_dtype = _FLOAT_TYPES[inputs[0].type]
+        self._output_dtype = _FLOAT_TYPES[outputs[0].type]
 
     @property
     def providers(self) -> list[str]:
@@ -149,14 +181,51 @@ class Generator:
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run the model on a float batch in its own layout (NCHW for edgegen exports), values in
         the spec's range, sizes a multiple of the pad multiple; returns float32, unprocessed."""
-        x = np.ascontiguousarray(batch, dtype=self._input_dtype)
-        if x.ndim != 4 or x.shape[1] != self.spec.in_channels:
+        given = np.asarray(batch)
+        if given.dtype.kind not in "biuf":  # complex, object, text: no silent cast
+            raise EdgegenError(f"infer takes a real-valued batch, got dtype {given.dtype}")
+        x = np.ascontiguousarray(given, dtype=self._input_dtype)
+        if x.ndim != 4 or x.shape[1] != self.spec.in_channels or 0 in x.shape[2:]:
             raise EdgegenError(
                 f"infer takes a float batch of shape (N, {self.spec.in_channels}, H, W); "
-                f"got {x.shape}"
+                f"got {x.shape} (H and W must be > 0)"
             )
-        out = self._session.run([self._output_name], {self._input_name: x})[0]
+        if self._bindings is not None:
+            out = self._bindings.get(x.shape, self._output_shape(x.shape))(x)
+        else:
+            out = self._session.run([self._output_name], {self._input_name: x})[0]
         return np.asarray(out, dtype=np.float32)
+
+    def bound(self, shape: Sequence[int]) -> BoundRun:
+        """The reusable device buffers for a batch of ``shape`` (the model's own layout), made
+        (and, with ``cuda_graph``, captured) on first use: write ``.input`` in place, call
+        ``.run()``, read ``.output``; the data can stay on the GPU between calls."""
+        if self._bindings is None:
+            raise EdgegenError("bound() needs io_binding (on by default for CUDA and TensorRT)")
+        dims = tuple(int(d) for d in shape)
+        if len(dims) != 4:
+            raise EdgegenError(f"bound() takes a 4-d batch shape, got {dims}")
+        return self._bindings.get(dims, self._output_shape(dims))
+
+    def warmup(self, height: int, width: int, batch: int = 1) -> None:
+        """Run once at this input size so that the first real call does not pay for memory
+        allocation, cuDNN's algorithm search or CUDA graph capture."""
+        pm = self.spec.pad_multiple
+        h, w = -(-height // pm) * pm, -(-width // pm) * pm
+        shape = (
+            (batch, self.spec.in_channels, h, w)
+            if self.spec.layout == "NCHW"
+            else (batch, h, w, self.spec.in_channels)
+        )
+        self.infer(np.full(shape, 0.5, dtype=self._input_dtype))
+
+    def _output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        s, c = self.spec.scale, self.spec.out_channels
+        if self.spec.layout == "NCHW":
+            n, _, h, w = in_shape
+            return (n, c, h * s, w * s)
+        n, h, w, _ = in_shape
+        return (n, h * s, w * s, c)
 
     # -- images --------------------------------------------------------------------------------
 
@@ -227,6 +296,15 @@ class Generator:
         h, w, c = arr.shape
         if h == 0 or w == 0:
             raise EdgegenError(f"zero-size image: {h}x{w}")
+        if arr.dtype.kind == "f" and arr.size:  # (a 0-channel image is refused below)
+            if not np.isfinite(arr).all():
+                raise EdgegenError("a float image must be finite: it holds NaN or inf values")
+            low, high = float(arr.min()), float(arr.max())
+            if low < FLOAT_LIMITS[0] or high > FLOAT_LIMITS[1]:
+                raise EdgegenError(
+                    f"a float image must hold values in [0, 1] (noise may take them to "
+                    f"[{FLOAT_LIMITS[0]:g}, {FLOAT_LIMITS[1]:g}]); got [{low:.4g}, {high:.4g}]"
+                )
         if c not in (1, 3, 4):
             raise EdgegenError(
                 f"an image must have 1 (gray), 3 (RGB) or 4 (RGBA) channels, got {c}"
@@ -280,7 +358,7 @@ class Generator:
         s = self.spec.scale
         expected = (n, self.spec.out_channels, (h + ph) * s, (w + pw) * s)
         if y.shape != expected:
-            raise EdgegenError(
+            raise ModelError(
                 f"{self.path}: output shape {y.shape} does not match the spec ({expected})"
             )
         return y[:, :, : h * s, : w * s]
@@ -308,6 +386,12 @@ class Generator:
         elif prep.two_d and result.shape[2] == 1:
             result = result[:, :, 0]
         return np.ascontiguousarray(result)
+
+
+# Float images are in [0, 1]; a noisy one legitimately strays outside (the denoisers train on
+# unclipped noise), so only values a whole range away are refused. Far larger finite values
+# (1e37, say) overflow the convolutions to inf and NaN, and would come back as garbage.
+FLOAT_LIMITS = (-1.0, 2.0)
 
 
 def _to_unit(arr: np.ndarray) -> np.ndarray:

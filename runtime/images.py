@@ -2,7 +2,8 @@
 
 :func:`read_image` returns uint8 HWC (or HW for gray) arrays, uint16 for 16-bit gray PNGs; EXIF
 orientation is applied, palette/CMYK/other modes are converted, and every failure (missing,
-truncated, not an image, over Pillow's pixel limit) is one :class:`EdgegenError` naming the file.
+truncated, not an image, animated, over Pillow's pixel limit) is one :class:`EdgegenError` naming
+the file.
 :func:`write_image` writes atomically (temporary name beside the target, then renamed).
 """
 
@@ -47,6 +48,12 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
                 if max_pixels is not None:  # pragma: no cover - process-wide; CLI does not use it
                     Image.MAX_IMAGE_PIXELS = max_pixels
                 with Image.open(path) as opened:
+                    frames = getattr(opened, "n_frames", 1)
+                    if frames > 1:  # which frame a user means is a guess: ask for a still
+                        raise EdgegenError(
+                            f"image {path} is animated or multi-page ({frames} frames); "
+                            "edgegen reads still images: extract one frame first"
+                        )
                     opened.load()
                     return _to_array(ImageOps.exif_transpose(opened))
             finally:

@@ -6,6 +6,8 @@ is an :class:`EdgegenError` that says why (a CPU-only build, or both ``onnxrunti
 ``onnxruntime-gpu`` installed); ``"auto"`` picks TensorRT, then CUDA, then CPU among those that are
 available and logs the choice. After a session is made, :func:`check_session_providers` makes sure
 the provider asked for actually loaded (onnxruntime itself would quietly fall back to the CPU).
+The Generator's sessions go through :func:`edgegen.runtime.session.open_session`, whose ``auto``
+also checks that each candidate really loads (its libraries, then its session) before taking it.
 """
 
 from __future__ import annotations

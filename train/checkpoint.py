@@ -64,7 +64,16 @@ def save_checkpoint(
         tensors[RNG_KEY] = torch.get_rng_state()
     text = json.dumps(record, indent=2, sort_keys=True, default=_json_default)
     path = run / f"{name}.safetensors"
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={META_KEY: text}))
+
+    def write(tmp: Path) -> None:
+        from safetensors import SafetensorError
+
+        try:
+            save_file(tensors, str(tmp), metadata={META_KEY: text})
+        except SafetensorError as exc:  # how safetensors reports a failed write (a full disk)
+            raise EdgegenError(f"cannot write checkpoint {path}: {exc}") from None
+
+    atomic_write(path, write)
     atomic_write_text(run / f"{name}.json", text + "\n")
     return path
 

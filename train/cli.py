@@ -70,10 +70,33 @@ _RANGE = "NUMBER or LOW,HIGH"
 @click.option("--seed", type=int, help="[default: 0]")
 @click.option("--device", help="auto | cpu | cuda  [default: auto]")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision on CUDA. [default: on]")
+@click.option(
+    "--amp-dtype", help="bf16 | fp16 | auto (bf16 where the GPU supports it)  [default: auto]"
+)
+@click.option(
+    "--channels-last/--no-channels-last",
+    "channels_last",
+    default=None,
+    help="NHWC memory format on CUDA. [default: on]",
+)
+@click.option(
+    "--compile/--no-compile",
+    "compile",
+    default=None,
+    help="torch.compile the training step's forward pass (slow first steps). [default: off]",
+)
 @click.option("--resume", metavar="RUN", help="Continue RUN's schedule to its final step.")
+@click.option(
+    "--qat-from",
+    metavar="RUN",
+    help="Quantization-aware fine-tune RUN for int8 (--steps, default 100; --data; --out): "
+    "export --precision int8 of the new run uses its learned ranges.",
+)
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.pass_context
-def train(ctx: click.Context, resume: str | None, progress: bool, **options: Any) -> None:
+def train(
+    ctx: click.Context, resume: str | None, qat_from: str | None, progress: bool, **options: Any
+) -> None:
     """Train a residual generator on photos.
 
     \b
@@ -81,6 +104,7 @@ def train(ctx: click.Context, resume: str | None, progress: bool, **options: Any
       edgegen train --preset denoise-small --out runs/dn
       edgegen train --task sr --scale 2 --arch small --data ~/photos --minutes 30
       edgegen train --resume runs/dn
+      edgegen train --qat-from runs/dn --steps 100 --out runs/dn-qat
       torchrun --nproc-per-node 2 -m edgegen.runtime.cli train --preset denoise-small
 
     Exit codes: 0 done; 2 bad options or input (one line on stderr).
@@ -92,6 +116,9 @@ def train(ctx: click.Context, resume: str | None, progress: bool, **options: Any
         for k, v in options.items()
         if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT and k != "preset"
     }
+    if qat_from is not None:
+        _qat(qat_from, given, options, resume, progress)
+        return
     if resume is not None:
         # A resumed run keeps its recorded settings; only where it runs may change.
         changed = sorted(set(given) - {"workers", "device"})
@@ -114,4 +141,32 @@ def train(ctx: click.Context, resume: str | None, progress: bool, **options: Any
         f"(input {result.metrics.get('input_psnr', float('nan')):.2f} dB)  "
         f"SSIM {result.metrics.get('ssim', float('nan')):.4f}  "
         f"best {best['psnr']:.2f} dB at step {best['step']}"
+        + (f"  {result.patches_per_s:.1f} patches/s" if result.patches_per_s else "")
+    )
+
+
+def _qat(
+    source: str, given: dict[str, Any], options: dict[str, Any], resume: str | None, progress: bool
+) -> None:
+    from edgegen.runtime.errors import EdgegenError
+
+    from .qat import qat_from_run
+
+    other = sorted(set(given) - {"steps", "data", "out"})
+    if resume is not None or options["preset"] or other:
+        names = ["--resume"] if resume is not None else []
+        names += ["--preset"] if options["preset"] else []
+        names += ["--" + n.replace("_", "-") for n in other]
+        raise click.UsageError(
+            f"--qat-from fine-tunes a run as trained; it takes --steps, --data and --out, "
+            f"not {', '.join(names)}"
+        )
+    if given.get("steps") is not None and given["steps"] < 1:
+        raise EdgegenError(f"--steps must be >= 1, got {given['steps']}")
+    out = given.get("out") or "runs/train"
+    path, result = qat_from_run(source, out, given.get("steps"), given.get("data"), progress)
+    click.echo(
+        f"done: {path.parent}  QAT {result.steps} steps in {result.seconds:.0f} s, "
+        f"final loss {result.losses[-1] if result.losses else float('nan'):.4f}; "
+        f"export it with: edgegen export {path.parent} --precision int8"
     )

@@ -29,6 +29,7 @@ OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "constant")
 COLORS = ("rgb", "gray")
 DEVICES = ("auto", "cpu", "cuda")
+AMP_DTYPES = ("auto", "bf16", "fp16")  # auto: bf16 where the GPU has it, else fp16
 
 Range = tuple[float, float]
 
@@ -72,6 +73,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # mixed precision on CUDA (never on CPU)
+    amp_dtype: str = "auto"  # bf16 | fp16 | auto (bf16 where supported)
+    channels_last: bool = True  # NHWC activations and weights on CUDA (never on CPU)
+    compile: bool = False  # torch.compile the training forward pass
     preset: str | None = field(default=None, metadata={"bookkeeping": True})
 
     @property
@@ -94,6 +98,7 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("color", self.color, COLORS)
         _choice("device", self.device, DEVICES)
+        _choice("amp_dtype", self.amp_dtype, AMP_DTYPES)
         if self.scale is not None:
             if self.task != "sr" and self.scale != 1:
                 raise EdgegenError(f"--scale applies to task sr only (task is {self.task})")

@@ -62,6 +62,7 @@ class TrainResult:
     metrics: dict[str, float]
     best: dict[str, float]
     curve: list[dict[str, Any]] = field(default_factory=list)
+    patches_per_s: float | None = None  # training patches per second (validation excluded)
 
 
 # ----------------------------------------------------------------------------------- data
@@ -237,6 +238,8 @@ def prepare_run(cfg: TrainConfig, resume: str | None) -> tuple[TrainConfig, Any]
     """The config to train with and the checkpoint to continue from (if resuming)."""
     if resume is None:
         out = Path(cfg.out)
+        if out.exists() and not out.is_dir():
+            raise EdgegenError(f"--out {out} is a file, not a folder; choose another --out")
         if (out / "last.safetensors").exists():
             raise EdgegenError(
                 f"{out} already holds a training run; pass --resume {out} to continue it, "
@@ -311,13 +314,10 @@ def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) ->
         curve = _read_metrics(run, upto=start)
 
     cuda = device.type == "cuda"
-    if cuda:
+    channels_last = cuda and cfg.channels_last
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    amp_dtype = (
-        (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-        if cuda and cfg.amp
-        else None
-    )
+    amp_dtype = pick_amp_dtype(cfg, cuda)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     autocast = (
         torch.autocast("cuda", dtype=amp_dtype)
@@ -329,6 +329,10 @@ def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) ->
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if cuda else None
         )
+    if cfg.compile:
+        # Compiled around DDP (as PyTorch recommends); validation and checkpoints keep using
+        # the plain module, whose state_dict names do not carry compile's prefix.
+        net = torch.compile(net)  # type: ignore[assignment]
 
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -356,16 +360,22 @@ def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) ->
             "scheduler": scheduler.state_dict(),
         }
 
+    mark = {"step": start, "elapsed": elapsed}  # where the last patches/s interval began
+
     def validate_and_save(step: int, train_loss: float | None) -> dict[str, Any]:
         nonlocal best, best_step
         assert validator is not None
         t0 = time.perf_counter()
         scores = validator.run(model, device)
+        seconds = elapsed - mark["elapsed"]
+        rate = (step - mark["step"]) * cfg.batch / seconds if seconds > 0 else None
+        mark.update(step=step, elapsed=elapsed)
         metrics: dict[str, Any] = {
             "step": step,
             "seconds": round(elapsed, 3),
             "lr": optimizer.param_groups[0]["lr"],
             "train_loss": train_loss,
+            "patches_per_s": round(rate, 2) if rate is not None else None,
             **summarize(scores),
             "images": {s.name: {"psnr": s.psnr, "ssim": s.ssim} for s in scores},
             "val_seconds": round(time.perf_counter() - t0, 3),
@@ -407,6 +417,7 @@ def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) ->
     dist.barrier()
 
     step = start
+    elapsed_at_start = elapsed
     # The running loss stays on the device: a float() per step would sync CUDA every step.
     running, count = torch.zeros((), device=device), 0
     t_last = time.perf_counter()
@@ -418,7 +429,7 @@ def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) ->
             degraded, clean = next(iterator)
             degraded = degraded.to(device, non_blocking=True)
             clean = clean.to(device, non_blocking=True)
-            if cuda:
+            if channels_last:
                 degraded = degraded.contiguous(memory_format=torch.channels_last)
             with autocast:
                 loss = loss_fn(net(degraded).float(), clean)
@@ -443,6 +454,10 @@ def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) ->
                 else:
                     total = _steps_for_budget(cfg, dist, now - calib_t0, calib, val_time)
                     schedule.total = total
+                    # The rate for the next step was set before the total was known: redo it
+                    # (with the budget's minimum, this step is the last and must be the floor).
+                    for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+                        group["lr"] = base * schedule(step)
                     if bar is not None:
                         bar.total = total
             if bar is not None:
@@ -471,6 +486,7 @@ def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) ->
         shared: list[Any] = [final, best, best_step]
         torch.distributed.broadcast_object_list(shared, src=0)
         final, best, best_step = shared
+    trained = elapsed - elapsed_at_start
     return TrainResult(
         run=run,
         step=step,
@@ -478,7 +494,22 @@ def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) ->
         metrics={k: v for k, v in final.items() if isinstance(v, float)},
         best={"psnr": best, "step": best_step},
         curve=curve,
+        patches_per_s=(step - start) * cfg.batch / trained if trained > 0 else None,
     )
+
+
+def pick_amp_dtype(cfg: TrainConfig, cuda: bool) -> torch.dtype | None:
+    """The autocast dtype: none on the CPU or with --no-amp; bf16 or fp16 as asked; auto takes
+    bf16 where the GPU supports it (no loss scaling needed), else fp16."""
+    if not cuda or not cfg.amp:
+        return None
+    if cfg.amp_dtype == "fp16":
+        return torch.float16
+    if cfg.amp_dtype == "bf16":
+        if not torch.cuda.is_bf16_supported():
+            raise EdgegenError("--amp-dtype bf16: this GPU does not support bfloat16; use fp16")
+        return torch.bfloat16
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def _steps_for_budget(
@@ -498,9 +529,10 @@ def _steps_for_budget(
 
 def _report(log: Log, bar: Any, m: dict[str, Any], total: int) -> None:
     loss = f"loss {m['train_loss']:.4f}  " if m.get("train_loss") is not None else ""
+    rate = f"  {m['patches_per_s']:.1f} patches/s" if m.get("patches_per_s") else ""
     line = (
         f"step {m['step']}/{total}  {loss}val PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  "
-        f"(input {m['input_psnr']:.2f} dB, {m['input_ssim']:.4f})  {m['seconds']:.0f}s"
+        f"(input {m['input_psnr']:.2f} dB, {m['input_ssim']:.4f})  {m['seconds']:.0f}s{rate}"
     )
     if bar is not None:
         bar.write(line, file=sys.stderr)

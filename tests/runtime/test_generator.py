@@ -277,3 +277,183 @@ def test_infer_refuses_a_batch_of_the_wrong_shape():
         gen.infer(np.zeros((3, 8, 8), np.float32))
     with pytest.raises(EdgegenError, match="got \\(1, 4, 8, 8\\)"):
         gen.infer(np.zeros((1, 4, 8, 8), np.float32))
+
+
+# -- session options and IO binding (runtime/session.py) --------------------------------------
+
+
+def test_io_binding_on_cpu_matches_plain_runs_and_reuses_buffers():
+    plain = Generator(fp32_model(), device="cpu")
+    bound = Generator(fp32_model(), device="cpu", io_binding=True)
+    assert plain.options.io_binding is False and bound.options.io_binding is True
+    a, b = photo(0)[:40, :56], photo(1)[:40, :56]
+    first = bound(a)
+    np.testing.assert_array_equal(first, plain(a))
+    assert bound._bindings is not None and bound._bindings.shapes == [(1, 3, 40, 56)]
+    runner = bound.bound((1, 3, 40, 56))
+    second = bound(b)  # the same buffers again: the first result must not change under it
+    assert bound.bound((1, 3, 40, 56)) is runner
+    np.testing.assert_array_equal(first, plain(a))
+    np.testing.assert_array_equal(second, plain(b))
+    bound(a[:24])  # a new shape gets its own buffers
+    assert len(bound._bindings.shapes) == 2
+
+
+def test_bound_buffers_serve_an_embedder_directly():
+    gen = Generator(fp32_model(), device="cpu", io_binding=True)
+    x = (photo(2)[:32, :48].transpose(2, 0, 1)[None] / 255).astype(np.float32)
+    run = gen.bound(x.shape)
+    run.input.update_inplace(x)
+    run.run()
+    np.testing.assert_allclose(run.output.numpy(), gen.infer(x), atol=1e-6)
+    with pytest.raises(EdgegenError, match="io_binding"):
+        Generator(fp32_model(), device="cpu").bound(x.shape)
+
+
+def test_warmup_makes_the_shape_ready():
+    gen = Generator(fp32_model(), device="cpu", io_binding=True)
+    gen.warmup(30, 50, batch=2)
+    assert gen._bindings is not None and gen._bindings.shapes == [(2, 3, 30, 50)]
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"cuda_graph": True}, "cuda_graph cannot apply on the CPU"),
+        ({"prefer_nhwc": True}, "prefer_nhwc cannot apply on the CPU"),
+        ({"cudnn_conv_algo_search": "HEURISTIC"}, "cudnn_conv_algo_search cannot apply"),
+        ({"trt_fp16": True}, "TensorRT options need device tensorrt"),
+        ({"trt_engine_cache": "cache"}, "trt_engine_cache cannot apply"),
+        ({"cudnn_conv_algo_search": "fastest"}, "EXHAUSTIVE, HEURISTIC, DEFAULT"),
+        ({"cuda_graph": True, "io_binding": False}, "cuda_graph needs io_binding"),
+        ({"threads": 0}, "threads must be >= 1"),
+    ],
+)
+def test_gpu_options_on_the_cpu_are_refused_in_one_line(identity, options, needle):
+    with pytest.raises(EdgegenError, match=needle) as err:
+        Generator(identity.path, device="cpu", **options)
+    assert "\n" not in str(err.value)
+
+
+def test_auto_logs_gpu_options_it_cannot_apply(identity, caplog):
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA is available here: auto would apply the options")
+    with caplog.at_level("INFO", logger="edgegen.runtime"):
+        gen = Generator(identity.path, cuda_graph=True, prefer_nhwc=True)
+    assert gen.providers == ["CPUExecutionProvider"]
+    assert "not applied there: prefer_nhwc, cuda_graph" in caplog.text
+    # gen.options says what applies on the provider that runs
+    assert not (gen.options.cuda_graph or gen.options.prefer_nhwc or gen.options.io_binding)
+    img = photo(0)[:20, :30]
+    np.testing.assert_array_equal(gen(img), Generator(identity.path, device="cpu")(img))
+
+
+def test_fp16_io_model_is_fed_float16_directly(tmp_path):
+    import onnx
+
+    from edgegen.export.fp16 import convert_fp16
+
+    fp32 = fp32_model()
+    half = tmp_path / "model.fp16io.onnx"
+    onnx.save(convert_fp16(onnx.load(str(fp32)), keep_io_types=False), str(half))
+    ref = Generator(fp32, device="cpu")
+    for io_binding in (False, True):
+        gen = Generator(half, device="cpu", io_binding=io_binding)
+        assert gen._input_dtype is np.float16 and gen._output_dtype is np.float16
+        img = photo(0)[:45, :61]
+        assert np.abs(gen(img).astype(int) - ref(img).astype(int)).max() <= 1
+        raw = gen.infer(img.transpose(2, 0, 1)[None] / 255.0)
+        assert raw.dtype == np.float32 and raw.shape == (1, 3, 45, 61)
+
+
+@pytest.mark.parametrize("io_binding", [False, True])
+def test_cpu_memory_arena_off_gives_the_same_output(io_binding):
+    img = photo(1)[:64, :80]
+    on = Generator(fp32_model(), device="cpu")(img)
+    off = Generator(fp32_model(), device="cpu", cpu_mem_arena=False, io_binding=io_binding)
+    np.testing.assert_array_equal(off(img), on)
+
+
+def test_eight_threads_with_io_binding_match_sequential_calls():
+    gen = Generator(fp32_model(), device="cpu", threads=1, io_binding=True)
+    images = [photo(0)[i : i + 24, i : i + 32] for i in range(4)] + [photo(1)[:20, :28]] * 4
+    expected = [gen(im) for im in images]
+    results: dict[tuple[int, int], np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for k in range(50):
+                results[(t, k)] = gen(images[(t + k) % 8])
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    for (t, k), out in results.items():
+        np.testing.assert_array_equal(out, expected[(t + k) % 8])
+
+
+# -- providers that are listed but cannot load ---------------------------------------------------
+
+NVINFER = "libnvinfer.so.10: cannot open shared object file: No such file or directory"
+
+
+@pytest.fixture
+def trt_listed_without_libraries(monkeypatch):
+    """An onnxruntime-gpu as on the H100 test machine: TensorRT listed, its libraries absent."""
+    from edgegen.runtime import session
+
+    listed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(session, "available_providers", lambda: listed)
+    monkeypatch.setattr("edgegen.runtime.providers.available_providers", lambda: listed)
+    monkeypatch.setattr(session, "_preload_gpu_libraries", lambda: None)
+    monkeypatch.setattr(
+        session, "provider_library_error", lambda p: NVINFER if "Tensorrt" in p else None
+    )
+
+
+def test_tensorrt_without_its_libraries_names_them(identity, trt_listed_without_libraries):
+    with pytest.raises(EdgegenError) as err:
+        Generator(identity.path, device="tensorrt", trt_fp16=True)
+    message = str(err.value)
+    assert "TensorrtExecutionProvider cannot load: missing libnvinfer.so.10" in message
+    assert "LD_LIBRARY_PATH" in message and "\n" not in message
+
+
+# onnxruntime warns when asked for a provider it lacks: that is the fallback under test.
+@pytest.mark.filterwarnings("ignore:Specified provider:UserWarning")
+def test_auto_skips_providers_that_do_not_load_and_says_why(
+    identity, trt_listed_without_libraries, caplog
+):
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("CUDA really loads here")
+    # TensorRT: its library is missing. CUDA: this onnxruntime cannot run it, so its session
+    # falls back to the CPU, as onnxruntime does when CUDA's libraries are absent.
+    with caplog.at_level("INFO", logger="edgegen.runtime"):
+        gen = Generator(identity.path)
+    assert gen.providers == ["CPUExecutionProvider"]
+    assert "tensorrt: missing libnvinfer.so.10" in caplog.text
+    assert "cuda: the session fell back to CPUExecutionProvider" in caplog.text
+    with pytest.raises(EdgegenError, match="CUDAExecutionProvider failed to load"):
+        Generator(identity.path, device="cuda")
+
+
+def test_library_probe_reports_the_loader_message(tmp_path):
+    from edgegen.runtime.session import _missing_libraries, library_error
+
+    missing = library_error(tmp_path / "libnvinfer.so.10")
+    assert missing is not None and "cannot open shared object file" in missing
+    assert _missing_libraries(missing) == "missing libnvinfer.so.10"
+    fake = tmp_path / "libfake.so"  # a failure other than a missing file: the session decides
+    fake.write_bytes(b"not a shared object")
+    assert library_error(fake) is None
+    shared = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_shared.so"
+    assert library_error(shared) is None
+    assert _missing_libraries(NVINFER) == "missing libnvinfer.so.10"
+    cudnn = "libcudnn.so.9: cannot open shared object file"
+    assert _missing_libraries(cudnn) == "missing libcudnn.so.9"

@@ -31,3 +31,30 @@ main(['verify', {str(model)!r}])
     proc = run_python(code)
     assert proc.returncode == 0, proc.stderr
     assert "PASS" in proc.stdout
+
+
+def test_io_binding_session_runs_without_heavy_packages(tmp_path):
+    model = exported(("fp32", "fp16", "int8")) / "model.fp16.onnx"
+    code = f"""
+import logging, sys
+import numpy as np
+from edgegen.runtime import Generator
+from edgegen.runtime.errors import EdgegenError
+logging.basicConfig(level=logging.INFO)
+gen = Generator({str(model)!r}, io_binding=True, cpu_mem_arena=False)  # device auto
+x = np.random.default_rng(0).random((2, 3, 16, 24), dtype=np.float32)
+a = gen.infer(x)
+b = gen.infer(x[:1])
+assert np.array_equal(gen.infer(x), a) and np.array_equal(a[:1], b)
+try:
+    Generator({str(model)!r}, device="cpu", cuda_graph=True)
+    raise SystemExit("cuda_graph on the CPU was not refused")
+except EdgegenError as exc:
+    print("refused:", exc)
+heavy = {{'torch', 'onnx', 'skimage'}} & {{m.split('.')[0] for m in sys.modules}}
+assert not heavy, heavy
+"""
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert "refused: cuda_graph cannot apply on the CPU" in proc.stdout
+    assert "device auto: using CPUExecutionProvider" in proc.stderr

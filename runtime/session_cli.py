@@ -1,0 +1,66 @@
+"""The session options of ``edgegen run`` and ``edgegen bench``: one decorator, so both commands
+offer the same flags with the same defaults as :class:`edgegen.runtime.Generator`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from .session import CUDNN_SEARCH
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+GPU_ONLY = ("prefer_nhwc", "cuda_graph", "cudnn_conv_algo_search", "trt_fp16", "trt_engine_cache")
+
+
+def session_options(fn: F) -> F:
+    """Add --io-binding, --prefer-nhwc, --cuda-graph, --cudnn-conv-algo-search, --trt-fp16,
+    --trt-engine-cache and --cpu-mem-arena; they reach the command as Generator's keywords."""
+    options = [
+        click.option(
+            "--io-binding/--no-io-binding",
+            default=None,
+            help="Reuse input/output buffers per shape. [default: on for cuda/tensorrt]",
+        ),
+        click.option(
+            "--prefer-nhwc/--no-prefer-nhwc",
+            default=None,
+            help="CUDA convolutions in NHWC. [default: on for cuda]",
+        ),
+        click.option(
+            "--cuda-graph",
+            is_flag=True,
+            help="Capture a CUDA graph per input shape (fixed sizes, e.g. tiles). [default: off]",
+        ),
+        click.option(
+            "--cudnn-conv-algo-search",
+            type=click.Choice(CUDNN_SEARCH, case_sensitive=False),
+            default=None,
+            help="cuDNN's convolution search. [default: EXHAUSTIVE]",
+        ),
+        click.option("--trt-fp16", is_flag=True, help="TensorRT may build fp16 kernels."),
+        click.option(
+            "--trt-engine-cache",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Folder where TensorRT keeps its built engines.",
+        ),
+        click.option(
+            "--cpu-mem-arena/--no-cpu-mem-arena",
+            default=True,
+            show_default=True,
+            help="onnxruntime's CPU memory arena.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def for_device(session: dict[str, Any], device: str) -> dict[str, Any]:
+    """The options that apply on ``device``: the GPU-only ones are left out on the CPU."""
+    if device.lower() != "cpu":
+        return dict(session)
+    return {k: v for k, v in session.items() if k not in GPU_ONLY}

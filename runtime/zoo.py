@@ -1,0 +1,195 @@
+"""The pretrained models that ship inside the package (``edgegen.models``), torch-free.
+
+Each shipped model is a folder of ``edgegen.models``: export's ``model.<precision>.onnx`` with
+its manifest and golden samples, a model card (``README.md``) and ``metrics.json`` (what the
+card's numbers were measured as, by ``benchmarks/shipped_models.py``). Files are found through
+:mod:`importlib.resources`, so they work from an installed wheel as from a checkout.
+
+``edgegen models`` lists them; ``edgegen run photo.jpg -o out/`` uses :data:`DEFAULT_MODEL`, and
+``--model NAME[:PRECISION]`` any of them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import EdgegenError
+
+DEFAULT_MODEL = "denoise-blind"
+# int8 is the edge default: 2.5x faster than fp32 on a CPU for ~0.1 dB (see its model card).
+DEFAULT_PRECISION = "int8"
+MODEL_SUFFIXES = (".onnx", ".ort")
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    name: str  # the folder's name, e.g. denoise-blind
+    precision: str
+    path: Path
+    task: str
+    scale: int
+    size_bytes: int
+    sha256: str
+    description: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # metric key -> how to print it
+    card: Path | None = None
+
+    @property
+    def ref(self) -> str:
+        """How ``--model`` names it."""
+        return f"{self.name}:{self.precision}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "precision": self.precision,
+            "path": str(self.path),
+            "task": self.task,
+            "scale": self.scale,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "description": self.description,
+            "metrics": self.metrics,
+            "card": str(self.card) if self.card else None,
+        }
+
+
+def models_root() -> Path:
+    """The folder of ``edgegen.models`` (a plain folder in a wheel or an editable install)."""
+    return Path(str(resources.files("edgegen.models")))
+
+
+def shipped_models(root: Path | None = None) -> list[ShippedModel]:
+    """Every shipped model x precision, by name then precision, read from the manifests."""
+    root = models_root() if root is None else root
+    found = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        info = _read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+        card = folder / "README.md"
+        for manifest_file in sorted(folder.glob("model.*.manifest.json")):
+            manifest = _read_json(manifest_file)
+            try:
+                spec = manifest["spec"]
+                precision = str(manifest["precision"])
+                model = ShippedModel(
+                    name=folder.name,
+                    precision=precision,
+                    path=folder / str(manifest["file"]),
+                    task=str(spec["task"]),
+                    scale=int(spec.get("scale", 1)),
+                    size_bytes=int(manifest["size_bytes"]),
+                    sha256=str(manifest["sha256"]),
+                    description=str(info.get("description", "")),
+                    metrics={
+                        k: float(v)
+                        for k, v in info.get("precisions", {}).get(precision, {}).items()
+                    },
+                    labels={k: str(v) for k, v in info.get("labels", {}).items()},
+                    card=card if card.is_file() else None,
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise EdgegenError(f"manifest {manifest_file} is malformed: {exc!r}") from None
+            found.append(model)
+    return found
+
+
+def resolve(name: str, root: Path | None = None) -> Path:
+    """``NAME`` (its default precision) or ``NAME:PRECISION`` -> the shipped ONNX file."""
+    base, _, precision = name.partition(":")
+    models = shipped_models(root)
+    same_name = [m for m in models if m.name == base]
+    if not same_name:
+        names = ", ".join(sorted({m.name for m in models})) or "none are installed"
+        raise EdgegenError(f"unknown model {name!r}: not a file, nor a shipped model ({names})")
+    wanted = precision or (
+        DEFAULT_PRECISION
+        if any(m.precision == DEFAULT_PRECISION for m in same_name)
+        else same_name[0].precision
+    )
+    for m in same_name:
+        if m.precision == wanted:
+            return m.path
+    have = ", ".join(m.ref for m in same_name)
+    raise EdgegenError(f"shipped model {base} has no {wanted} precision (have {have})")
+
+
+def pick_model(args: tuple[str, ...], model: str | None) -> tuple[Path, tuple[str, ...]]:
+    """``edgegen run``'s arguments -> (model file, inputs).
+
+    ``--model`` (a file, or a shipped name) wins; otherwise a first argument ending in .onnx or
+    .ort is the model (the original ``edgegen run MODEL INPUTS...``); otherwise every argument is
+    an input and the shipped :data:`DEFAULT_MODEL` runs.
+    """
+    if model is not None:
+        path = Path(model)
+        chosen = path if path.suffix.lower() in MODEL_SUFFIXES or path.exists() else resolve(model)
+        inputs = args
+    elif args and Path(args[0]).suffix.lower() in MODEL_SUFFIXES:
+        chosen, inputs = Path(args[0]), args[1:]
+    else:
+        chosen, inputs = resolve(DEFAULT_MODEL), args
+    if not inputs:
+        raise EdgegenError("no INPUTS given: name image files, folders or globs to run on")
+    return chosen, inputs
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgegenError(f"{path} is unreadable: {exc}") from None
+    if not isinstance(data, dict):
+        raise EdgegenError(f"{path} is not a JSON object")
+    return data
+
+
+def format_table(models: list[ShippedModel]) -> str:
+    header = ("model", "task", "precision", "MB", "metrics (held-out photos)")
+    rows = [header]
+    for m in models:
+        task = m.task if m.scale == 1 else f"{m.task} x{m.scale}"
+        shown = [
+            f"{m.labels.get(k, k)} {v:.2f}" for k, v in m.metrics.items() if k in m.labels
+        ] or ["-"]
+        rows.append((m.ref, task, m.precision, f"{m.size_bytes / 1e6:.2f}", "; ".join(shown)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join([*(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)), r[-1]]) for r in rows
+    )
+
+
+@click.command("models")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="json: every field, with the files' paths and sha256.",
+)
+def models(fmt: str) -> int:
+    """List the pretrained models that ship with edgegen: name, task, precision, size and their
+    metrics on the held-out photos (each folder's README.md is its model card).
+
+    Run one with `edgegen run --model NAME[:PRECISION] INPUTS... -o OUT`; without --model,
+    `edgegen run` uses denoise-blind:int8.
+
+    \b
+    Exit codes:
+      0  listed
+      2  a shipped manifest is unreadable
+    """
+    found = shipped_models()
+    if fmt == "json":
+        click.echo(json.dumps([m.to_dict() for m in found], indent=2))
+    else:
+        click.echo(format_table(found))
+        click.echo(f"model cards: {models_root()}/<model>/README.md")
+    return 0
