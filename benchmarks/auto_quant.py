@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -75,8 +76,9 @@ def main() -> None:
     report: dict[str, Any] = {
         "machine": describe(),
         "checkpoint": args.checkpoint,
-        "note": "the CPU was shared with other jobs while this ran: timings are noisy; "
-        "speed-ups come from alternating blocks in one run",
+        "note": "speed-ups come from edgegen bench's alternating blocks in one run; absolute "
+        "times depend on the machine's load (the load average is recorded)",
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "runs": [],
     }
     for n, target in enumerate(targets):

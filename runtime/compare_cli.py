@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import click
 
@@ -117,17 +118,9 @@ def compare(
         return _per_layer(reference, variants, images, sizes, fmt, output, jump_db)
     if jump_db is not None:
         raise EdgegenError("--jump-db applies only with --per-layer")
-    from .compare import (
-        Thresholds,
-        format_json,
-        format_markdown,
-        format_table,
-        parse_sizes,
-    )
-    from .compare import (
-        compare as run_compare,
-    )
-    from .files import atomic_write_text
+    from . import compare as formats
+    from .compare import Thresholds, parse_sizes
+    from .compare import compare as run_compare
 
     if repeats < 1:
         raise EdgegenError(f"--repeats must be >= 1, got {repeats}")
@@ -154,17 +147,9 @@ def compare(
                 f"cannot write the report to {report}: {exc.strerror or exc}"
             ) from None
         click.echo(f"edgegen: HTML report written to {page}", err=True)
-    if fmt == "json":
-        text = format_json(result)
-    elif fmt == "markdown":
-        text = format_markdown(result)
-    else:
-        text = format_table(result)
+    text = _formatted(fmt, result, formats)
     if output is not None:
-        try:
-            atomic_write_text(output, text + "\n")
-        except OSError as exc:
-            raise EdgegenError(f"cannot write {output}: {exc.strerror or exc}") from None
+        _write_output(text, output)
         click.echo(f"{'PASS' if result else 'FAIL'}: report written to {output}")
     elif fmt == "table" and sys.stdout.isatty() and importlib.util.find_spec("rich"):
         _rich_table(result)
@@ -173,6 +158,21 @@ def compare(
     for failure in result.failures:
         click.echo(f"edgegen: threshold broken: {failure}", err=True)
     return 0 if result else 1
+
+
+def _formatted(fmt: str, result: object, formats: ModuleType) -> str:
+    """RESULT as text in FMT (one of FORMATS), by the module's format_<fmt> function: compare
+    and layers each have format_table, format_json and format_markdown."""
+    return str(getattr(formats, f"format_{fmt}")(result))
+
+
+def _write_output(text: str, output: Path) -> None:
+    from .files import atomic_write_text
+
+    try:
+        atomic_write_text(output, text + "\n")
+    except OSError as exc:
+        raise EdgegenError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
 # Options that mean nothing to --per-layer: given with it, they are a usage error, not ignored.
@@ -190,16 +190,9 @@ def _per_layer(
 ) -> int:
     from click.core import ParameterSource
 
+    from . import layers as formats
     from .compare import parse_sizes
-    from .files import atomic_write_text
-    from .layers import (
-        DEFAULT_SIZES,
-        JUMP_DB,
-        compare_layers,
-        format_json,
-        format_markdown,
-        format_table,
-    )
+    from .layers import DEFAULT_SIZES, JUMP_DB, compare_layers
 
     ctx = click.get_current_context()
     for name in _NOT_PER_LAYER:
@@ -217,17 +210,9 @@ def _per_layer(
         sizes=parse_sizes(sizes) if sizes else DEFAULT_SIZES,
         jump_db=JUMP_DB if jump_db is None else jump_db,
     )
-    if fmt == "json":
-        text = format_json(result)
-    elif fmt == "markdown":
-        text = format_markdown(result)
-    else:
-        text = format_table(result)
+    text = _formatted(fmt, result, formats)
     if output is not None:
-        try:
-            atomic_write_text(output, text + "\n")
-        except OSError as exc:
-            raise EdgegenError(f"cannot write {output}: {exc.strerror or exc}") from None
+        _write_output(text, output)
         click.echo(f"per-layer report written to {output}")
     else:
         click.echo(text)

@@ -9,11 +9,11 @@ the GPU machine through ``python3 benchmarks/gpu.py --tests``.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from concurrency import assert_threads_match_sequential
 
 from edgegen.runtime import EdgegenError, Generator, ModelSpec
 from edgegen.runtime.spec import METADATA_KEY
@@ -177,22 +177,4 @@ def test_auto_takes_the_best_provider_that_loads(models, caplog):
 def test_threads_share_one_cuda_generator(models):
     gen = Generator(models["fp32"], device="cuda")
     images = [image(40, 56), image(40, 56), image(24, 24), image(64, 32)]
-    expected = [gen(im) for im in images]
-    errors: list[BaseException] = []
-    results: dict[tuple[int, int], np.ndarray] = {}
-
-    def work(t: int) -> None:
-        try:
-            for k in range(25):
-                results[(t, k)] = gen(images[(t + k) % 4])
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors
-    for (t, k), out in results.items():
-        np.testing.assert_array_equal(out, expected[(t + k) % 4])
+    assert_threads_match_sequential(gen, images, threads=6, calls=25)

@@ -3,12 +3,12 @@ tiling and concurrency."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+from concurrency import assert_threads_match_sequential
 from tinymodels import exported, fp32_model, identity_onnx, photo
 
 from edgegen.runtime import EdgegenError, Generator, ModelSpec
@@ -242,26 +242,7 @@ def test_auto_tiling_only_over_a_megapixel(identity):
 def test_eight_threads_match_sequential_calls():
     gen = Generator(fp32_model(), device="cpu", threads=1)
     images = [photo(0)[i : i + 24, i : i + 32] for i in range(8)]
-    expected = [gen(im) for im in images]
-    results: dict[tuple[int, int], np.ndarray] = {}
-    errors: list[BaseException] = []
-
-    def work(t: int) -> None:
-        try:
-            for k in range(50):
-                results[(t, k)] = gen(images[(t + k) % 8])
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors
-    assert len(results) == 400
-    for (t, k), out in results.items():
-        np.testing.assert_array_equal(out, expected[(t + k) % 8])
+    assert_threads_match_sequential(gen, images, threads=8, calls=50)
 
 
 def test_generator_is_importable_lazily():
@@ -377,25 +358,7 @@ def test_cpu_memory_arena_off_gives_the_same_output(io_binding):
 def test_eight_threads_with_io_binding_match_sequential_calls():
     gen = Generator(fp32_model(), device="cpu", threads=1, io_binding=True)
     images = [photo(0)[i : i + 24, i : i + 32] for i in range(4)] + [photo(1)[:20, :28]] * 4
-    expected = [gen(im) for im in images]
-    results: dict[tuple[int, int], np.ndarray] = {}
-    errors: list[BaseException] = []
-
-    def work(t: int) -> None:
-        try:
-            for k in range(50):
-                results[(t, k)] = gen(images[(t + k) % 8])
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors
-    for (t, k), out in results.items():
-        np.testing.assert_array_equal(out, expected[(t + k) % 8])
+    assert_threads_match_sequential(gen, images, threads=8, calls=50)
 
 
 # -- providers that are listed but cannot load ---------------------------------------------------
