@@ -97,3 +97,19 @@ def photo(index: int = 0) -> np.ndarray:
     from edgegen.train.data.images import bundled_paths
 
     return read_image(bundled_paths("val")[index])
+
+
+def damaged_conv_copy(src: Path, dst: Path, conv_index: int, seed: int) -> str:
+    """Copy the ONNX ``src`` to ``dst`` with the weights of its ``conv_index``-th Conv (graph
+    order) replaced by noise of three times their spread; returns that conv's output name."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    conv = [n for n in model.graph.node if n.op_type == "Conv"][conv_index]
+    init = next(i for i in model.graph.initializer if i.name == conv.input[1])
+    weights = numpy_helper.to_array(init)
+    noise = np.random.default_rng(seed).normal(0.0, weights.std() * 3, weights.shape)
+    init.CopyFrom(numpy_helper.from_array((weights + noise).astype(np.float32), init.name))
+    onnx.save(model, str(dst))
+    return str(conv.output[0])

@@ -7,11 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import onnx
 from clitools import assert_one_line_error, child_env, run_edgegen
-from onnx import numpy_helper
-from tinymodels import exported, identity_onnx, tiny_checkpoint
+from tinymodels import damaged_conv_copy, exported, identity_onnx, tiny_checkpoint
 
 SIZE = ("--sizes", "40x56")
 
@@ -20,22 +17,10 @@ def _out() -> Path:
     return exported(("fp32", "fp16", "int8"))
 
 
-def _damage_conv(src: Path, dst: Path, conv_index: int = 1) -> str:
-    """``src`` with one Conv's weights overwritten by noise; returns that conv's output name."""
-    model = onnx.load(str(src))
-    conv = [n for n in model.graph.node if n.op_type == "Conv"][conv_index]
-    init = next(i for i in model.graph.initializer if i.name == conv.input[1])
-    weights = numpy_helper.to_array(init)
-    noise = np.random.default_rng(11).normal(0.0, weights.std() * 3, weights.shape)
-    init.CopyFrom(numpy_helper.from_array((weights + noise).astype(np.float32), init.name))
-    onnx.save(model, str(dst))
-    return conv.output[0]
-
-
 def test_table_names_the_damaged_conv_first(tmp_path):
     ref = _out() / "model.fp32.onnx"
     bad = tmp_path / "model.bad.onnx"
-    damaged = _damage_conv(ref, bad)
+    damaged = damaged_conv_copy(ref, bad, conv_index=1, seed=11)
     proc = run_edgegen("compare", "--per-layer", "--reference", str(ref), str(bad), *SIZE)
     assert proc.returncode == 0, proc.stderr
     marked = [line for line in proc.stdout.splitlines() if "<- first jump" in line]

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
-from tinymodels import exported, identity_onnx
+from tinymodels import damaged_conv_copy, exported, identity_onnx
 
 from edgegen.runtime.errors import EdgegenError
 from edgegen.runtime.layers import (
@@ -34,19 +33,6 @@ SIZES = [(48, 64)]
 
 def _out() -> Path:
     return exported(("fp32", "fp16", "int8"))
-
-
-def damaged_copy(src: Path, dst: Path, conv_index: int = 2) -> str:
-    """Copy ``src`` with the weights of its ``conv_index``-th Conv (graph order) replaced by
-    noise of the same spread; returns that conv's output tensor name."""
-    model = onnx.load(str(src))
-    conv = [n for n in model.graph.node if n.op_type == "Conv"][conv_index]
-    init = next(i for i in model.graph.initializer if i.name == conv.input[1])
-    weights = numpy_helper.to_array(init)
-    noise = np.random.default_rng(7).normal(0.0, weights.std() * 3, weights.shape)
-    init.CopyFrom(numpy_helper.from_array((weights + noise).astype(np.float32), init.name))
-    onnx.save(model, str(dst))
-    return conv.output[0]
 
 
 def _graph_outputs_in_order(path: Path) -> list[str]:
@@ -137,7 +123,7 @@ def test_drop_looks_through_unmatched_tensors():
 def test_damaged_conv_is_named_first(tmp_path):
     ref = _out() / "model.fp32.onnx"
     bad = tmp_path / "model.damaged.onnx"
-    damaged = damaged_copy(ref, bad)
+    damaged = damaged_conv_copy(ref, bad, conv_index=2, seed=7)
     result = compare_layers(ref, bad, sizes=SIZES)
     assert result.first_jump is not None
     assert result.first_jump.name == damaged
