@@ -1,8 +1,9 @@
 """int8 speed (and accuracy): fp32 ONNX against static QDQ int8, U8S8 and S8S8, in one run.
 
-Builds the `small` denoiser (or the model of --checkpoint), exports fp32 ONNX, quantizes it twice
-with edgegen's quantize_int8 (uint8 activations + int8 weights, and int8 + int8; per-channel,
-MinMax, calibrated on crops of the bundled training photos) and times the three on onnxruntime's
+Builds the `small` denoiser (or the model of --checkpoint), exports fp32 ONNX, quantizes it three
+times with edgegen's quantize_int8 (uint8 activations + int8 weights, with and without the
+channel padding of edgegen.export.int8_layout, and int8 + int8; per-channel, MinMax, calibrated
+on crops of the bundled training photos) and times the three on onnxruntime's
 CPU provider, alternating, so drift in machine load hits all alike. Prints median ms and the
 speed-up against fp32. With --checkpoint it also scores each variant against ground truth on the
 three held-out photos (the spec's degradation, fixed seeds) and reports the PSNR drop.
@@ -38,9 +39,10 @@ from edgegen.train.data.images import bundled_paths, load_all
 from edgegen.train.trainer import build_model, make_spec
 from edgegen.train.validate import psnr_ssim
 
-VARIANTS = {  # name -> (activation type, weight type)
-    "int8 U8S8": ("uint8", "int8"),
-    "int8 S8S8": ("int8", "int8"),
+VARIANTS: dict[str, dict[str, Any]] = {  # name -> quantize_int8 options
+    "int8 U8S8": {"activation_type": "uint8", "weight_type": "int8"},  # the default
+    "U8S8 no pad": {"activation_type": "uint8", "weight_type": "int8", "channel_pad": False},
+    "int8 S8S8": {"activation_type": "int8", "weight_type": "int8"},
 }
 
 
@@ -163,13 +165,12 @@ def main() -> None:
         paths = {"fp32": Path(tmp) / "fp32.onnx"}
         export_fp32(model, spec, paths["fp32"])
         settings: dict[str, Any] = {}
-        for name, (act, weight) in VARIANTS.items():
-            paths[name] = Path(tmp) / f"{act}_{weight}.onnx"
+        for name, options in VARIANTS.items():
+            paths[name] = Path(tmp) / f"{name.replace(' ', '_')}.onnx"
             start = time.perf_counter()
             settings[name] = quantize_int8(
-                paths["fp32"], paths[name], calib, activation_type=act, weight_type=weight,
-                progress=False,
-            )  # fmt: skip
+                paths["fp32"], paths[name], calib, progress=False, **options
+            )
             settings[name]["seconds"] = round(time.perf_counter() - start, 2)
         sessions = {name: session(path, args.threads) for name, path in paths.items()}
         sizes = {name: path.stat().st_size for name, path in paths.items()}

@@ -45,6 +45,7 @@ class ExportConfig:
     calib_count: int = 32
     calib_method: str = "minmax"
     per_channel: bool = True
+    channel_pad: bool = True  # int8: zero channels so onnxruntime's fastest kernel takes every conv
     int8_mode: str = "static"  # "dynamic" is refused, with the reason
     ort_format: bool = False
     verify: bool = True
@@ -285,7 +286,7 @@ def _quantize(
                 )
                 settings = qat.quantize_with_qat(
                     module, result, spec, config.opset, out_path, calib, config.per_channel,
-                    Path(scratch),
+                    Path(scratch), channel_pad=config.channel_pad,
                 )  # fmt: skip
                 settings["source"] = config.calib
                 return settings
@@ -295,6 +296,7 @@ def _quantize(
             settings = quantize_int8(
                 fp32_path, out_path, calib, per_channel=config.per_channel,
                 progress=config.progress, tensor_overrides=qat.overrides(fp32_model, qparams),
+                channel_pad=config.channel_pad,
             )  # fmt: skip
             settings["qat"] = dict(qat_record)
             settings["qat"]["ranges_from"] = "checkpoint"
@@ -307,6 +309,7 @@ def _quantize(
         method=config.calib_method,
         per_channel=config.per_channel,
         progress=config.progress,
+        channel_pad=config.channel_pad,
     )
     settings["source"] = config.calib
     return settings
@@ -347,6 +350,7 @@ def _auto(
         calib_count=config.calib_count,
         calib_method=config.calib_method,
         per_channel=config.per_channel,
+        channel_pad=config.channel_pad,
         val=config.val,
         qat_steps=AUTO_QAT_STEPS if config.qat is None else config.qat,
         opset=config.opset,

@@ -96,6 +96,7 @@ class AutoSettings:
     calib_count: int = 32
     calib_method: str = "minmax"
     per_channel: bool = True
+    channel_pad: bool = True
     val: str = "bundled"
     qat_steps: int = AUTO_QAT_STEPS
     opset: int = 17
@@ -206,7 +207,7 @@ def search(
         plain = tmp / "int8.onnx"
         info = quantize_int8(
             fp32_path, plain, calib(settings.calib_count), method=settings.calib_method,
-            per_channel=settings.per_channel, progress=False,
+            per_channel=settings.per_channel, progress=False, channel_pad=settings.channel_pad,
         )  # fmt: skip
         cand = check(f"int8 {settings.calib_method}", "int8", plain, info, t0)
         if cand.met:
@@ -224,7 +225,7 @@ def search(
             path = tmp / f"calib{len(options)}.onnx"
             got = quantize_int8(
                 fp32_path, path, calib(count), per_channel=settings.per_channel,
-                progress=False, **kwargs,
+                progress=False, channel_pad=settings.channel_pad, **kwargs,
             )  # fmt: skip
             m = measure(path, ranking)
             log(f"auto: calibration {label}: ranking {m.brief()}")
@@ -248,7 +249,7 @@ def search(
         def quantize_without(out: Path, nodes: list[str]) -> None:
             quantize_int8(
                 fp32_path, out, tiny, per_channel=settings.per_channel, progress=False,
-                nodes_to_exclude=nodes, tensor_overrides=fixed,
+                nodes_to_exclude=nodes, tensor_overrides=fixed, channel_pad=settings.channel_pad,
             )  # fmt: skip
 
         sensitivity = rank_int8_nodes(
@@ -290,7 +291,7 @@ def search(
             path = tmp / "qat.onnx"
             qinfo = quantize_with_qat(
                 module, result, spec, settings.opset, path, calib(settings.calib_count),
-                settings.per_channel, tmp,
+                settings.per_channel, tmp, channel_pad=settings.channel_pad,
             )  # fmt: skip
             qinfo["qat"]["started_from"] = best_label
             cand = check(f"QAT {settings.qat_steps} steps", "qat", path, qinfo, t0)
@@ -314,9 +315,12 @@ def measure_speed(
     from .onnx_export import INPUT_NAME, OUTPUT_NAME
 
     x = np.random.default_rng(0).random((1, channels, SPEED_SIZE, SPEED_SIZE), np.float32)
+    # Without spinning: alternating two sessions on few cores, one's idle workers spinning after
+    # its run steal the cores from the other's (benchmarks/int8_speed.py measured fp32 76 ms
+    # alternating against 46 ms alone with spinning on).
     sessions = {
-        "fp32": session(fp32_path, SPEED_THREADS),
-        "auto": session(model_path, SPEED_THREADS),
+        "fp32": session(fp32_path, SPEED_THREADS, spin=False),
+        "auto": session(model_path, SPEED_THREADS, spin=False),
     }
 
     def call(sess: Any) -> Callable[[], Any]:

@@ -83,6 +83,13 @@ def _tolerances(
     "--per-channel/--per-tensor", default=True, show_default=True, help="int8 weight scales."
 )
 @click.option(
+    "--channel-pad/--no-channel-pad",
+    default=True,
+    show_default=True,
+    help="int8: pad convs with zero channels where onnxruntime's fastest x86 int8 kernel needs "
+    "it (3-channel head and tail); same output, faster on x86. --no-channel-pad for ARM targets.",
+)
+@click.option(
     "--int8-mode",
     type=click.Choice(["static", "dynamic"]),
     default="static",

@@ -47,13 +47,15 @@ class EvalSet:
         return _mean_gt_psnr(self.reference, self.clean)
 
 
-def session(path: Path | str | bytes, threads: int | None = 2) -> Any:
+def session(path: Path | str | bytes, threads: int | None = 2, spin: bool = True) -> Any:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = path if isinstance(path, bytes) else str(path)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 

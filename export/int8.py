@@ -8,9 +8,11 @@ carried over, with the spec's precision set to ``int8``, and the file appears un
 only once it is complete.
 
 Defaults, chosen by measurement (``benchmarks/int8_speed.py``, ``benchmarks/results/``): uint8
-activations with int8 weights (U8S8), per-channel weight scales, MinMax calibration. On a 2-core
-AMD EPYC (onnxruntime 1.32 CPU, 2 threads, the `small` denoiser at 256x256) fp32 took 46.3 ms,
-U8S8 17.9 ms (2.58x faster) and S8S8 68.6 ms (0.67x: slower than fp32). With U8S8 the CPU
+activations with int8 weights (U8S8), per-channel weight scales, MinMax calibration, and the
+3-channel head and tail padded with zero channels so onnxruntime's symmetric int8 kernel takes
+them too (:mod:`edgegen.export.int8_layout`). On a 2-core AMD EPYC (onnxruntime 1.32 CPU, 2
+threads, the `small` denoiser at 256x256) fp32 took 49.2 ms, U8S8 16.7 ms (2.94x faster; 18.5
+ms, 2.66x, without the padding) and S8S8 85.0 ms (0.58x: slower than fp32). With U8S8 the CPU
 provider fused all 19 convolutions and all 10 residual Adds into QLinearConv and QLinearAdd; with
 S8S8 only 10 convolutions got int8 kernels (the head conv and the conv before each block's ReLU
 stayed fp32 between Dequantize/Quantize pairs) and no Add did. Both have the same accuracy (an
@@ -37,6 +39,7 @@ from edgegen.runtime.files import atomic_write
 from edgegen.runtime.spec import METADATA_KEY, ModelSpec
 
 from .calib import CalibrationReader
+from .int8_layout import pad_conv_channels
 
 METHODS = {
     "minmax": CalibrationMethod.MinMax,
@@ -51,6 +54,12 @@ MODES = ("static", "dynamic")
 DEFAULT_METHOD = "minmax"
 DEFAULT_ACTIVATION_TYPE = "uint8"
 DEFAULT_WEIGHT_TYPE = "int8"
+
+# Nodes kept in float whatever the settings: the SR skip's fixed bicubic filter
+# (edgegen.train.archs.upsample) acts on the image itself. Quantized, it doubled the pixels off
+# by more than 1 LSB (5.3% -> 9.4% on sr2) and, as a grouped conv that MLAS's int8 kernels run
+# poorly, took 18% of the int8 time; in float it takes 2% (benchmarks/sr_speed.py).
+FLOAT_NODE_PREFIXES = ("/skip_upsample/",)
 
 DYNAMIC_REFUSAL = (
     "int8 mode 'dynamic' is not supported: onnxruntime's dynamic quantization quantizes only "
@@ -131,6 +140,7 @@ def quantize_int8(
     nodes_to_exclude: list[str] | None = None,
     tensor_overrides: dict[str, list[dict[str, Any]]] | None = None,
     extra_options: dict[str, Any] | None = None,
+    channel_pad: bool = True,
 ) -> dict[str, Any]:
     """Quantize ``fp32_path`` to static QDQ int8 at ``out_path``; returns the settings used.
 
@@ -143,6 +153,9 @@ def quantize_int8(
     TensorQuantOverrides: tensor name -> ``[{"scale": ..., "zero_point": ...}]``) fixes those
     tensors' quantization instead of calibrating them (QAT's learned ranges use it);
     ``extra_options`` are further ``quantize_static`` extra options (e.g. ``CalibPercentile``).
+    ``channel_pad`` pads the convolutions that onnxruntime's fastest int8 kernel would otherwise
+    refuse (the 3-channel head and tail) with zero channels; the function is unchanged
+    (:mod:`edgegen.export.int8_layout`).
 
     ``out_path`` is written to a temporary file beside it and renamed, so it is either absent (or
     the previous file) or complete; every temporary file is removed, on error too.
@@ -168,8 +181,14 @@ def quantize_int8(
         pre_path = Path(tmp) / "preprocessed.onnx"
         quant_path = Path(tmp) / "int8.onnx"
         _pre_process(fp32_path, pre_path, Path(tmp))
+        pre_nodes = onnx.load(str(pre_path)).graph.node
+        fixed_float = [
+            n.name
+            for n in pre_nodes
+            if n.op_type == "Conv" and n.name.startswith(FLOAT_NODE_PREFIXES)
+        ]
         if excluded:
-            names = {node.name for node in onnx.load(str(pre_path)).graph.node}
+            names = {node.name for node in pre_nodes}
             unknown = [n for n in excluded if n not in names]
             if unknown:
                 # quantize_static ignores unknown names silently; a typo would go unnoticed.
@@ -197,11 +216,15 @@ def quantize_int8(
                 per_channel=per_channel,
                 activation_type=act_qtype,
                 weight_type=weight_qtype,
-                nodes_to_exclude=excluded or None,
+                nodes_to_exclude=[*excluded, *(n for n in fixed_float if n not in excluded)]
+                or None,
                 calibrate_method=calibrate_method,
                 extra_options=options or None,
             )
         quantized = onnx.load(str(quant_path))
+    padded = pad_conv_channels(quantized) if channel_pad else []
+    if padded:
+        onnx.checker.check_model(quantized)
 
     # The quantizer may add keys of its own (pre-processing marks); keep them, and put back the
     # fp32 model's keys, the updated spec among them.
@@ -226,6 +249,8 @@ def quantize_int8(
         "weight_type": weight_type,
         "calibration_inputs": len(calib),
         "nodes_to_exclude": excluded,
+        "float_nodes": fixed_float,
+        "channel_pad": padded,
         **({"extra_options": _jsonable(extra_options)} if extra_options else {}),
         **({"tensor_overrides": len(tensor_overrides)} if tensor_overrides else {}),
         "onnxruntime": onnxruntime.__version__,

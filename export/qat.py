@@ -121,6 +121,7 @@ def quantize_with_qat(
     calib: list[np.ndarray],
     per_channel: bool,
     scratch: Path,
+    channel_pad: bool = True,
 ) -> dict[str, Any]:
     """The int8 QDQ model of QAT's fine-tuned weights with its learned ranges at ``out_path``."""
     import copy
@@ -140,6 +141,7 @@ def quantize_with_qat(
         per_channel=per_channel,
         progress=False,
         tensor_overrides=overrides(fp32_model, result.qparams),
+        channel_pad=channel_pad,
     )
     settings["qat"] = result.record()
     return settings

@@ -135,13 +135,18 @@ Call = Callable[[], Any]
 
 
 def time_alternating(calls: dict[str, Call], rounds: int, block: int = 5) -> dict[str, list[float]]:
-    """Seconds per call for each entry, run in alternating blocks after one warm-up block."""
+    """Seconds per call for each entry, run in alternating blocks after one warm-up block.
+
+    Each block starts with one untimed call: right after a switch, the previous session's
+    onnxruntime workers may still be spinning on the same cores (spinning is on by default), so
+    the first call measures the switch as much as the model."""
     for fn in calls.values():
         for _ in range(2):
             fn()
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, fn in calls.items():
+            fn()
             for _ in range(block):
                 t0 = time.perf_counter()
                 fn()

@@ -481,6 +481,19 @@ def shared_intermediates(
     return [t.name for t in ref if t.op != GRAPH_INPUT and t.name in names]
 
 
+def _real_channels(pre: np.ndarray, post: np.ndarray) -> np.ndarray | None:
+    """A channel-padded conv's output (edgegen.export.int8_layout) before its QDQ, cut to the
+    channels its Slice keeps: the leading ones, so for one NCHW image (compare_layers runs one
+    photo at a time, and collect_activations flattens) the first ``post.size`` values. None
+    when the shapes differ in any other way."""
+    if pre.ndim == post.ndim == 1 and pre.size > post.size:
+        return pre[: post.size]
+    wider = pre.ndim == post.ndim == 4 and pre.shape[1] > post.shape[1]
+    if wider and (pre.shape[0], *pre.shape[2:]) == (post.shape[0], *post.shape[2:]):
+        return pre[:, : post.shape[1]]
+    return None
+
+
 def match_activations(
     ref: Mapping[str, np.ndarray],
     variant: Mapping[str, np.ndarray],
@@ -495,8 +508,11 @@ def match_activations(
     for name, ref_value in ref.items():
         if name in pairs:
             post = pairs[name]["post_qdq"][0]
-            pre = pairs[name]["pre_qdq"][0]
-            if ref_ops.get(name) == "Relu" and variant_ops.get(name) != "Relu":
+            pre: np.ndarray | None = pairs[name]["pre_qdq"][0]
+            if pre is not None and pre.shape != post.shape:
+                pre = _real_channels(pre, post)
+            relu_dropped = ref_ops.get(name) == "Relu" and variant_ops.get(name) != "Relu"
+            if pre is not None and relu_dropped:
                 # The quantizer dropped this Relu: the uint8 QDQ's clip at zero does its work, so
                 # the tensor before the QDQ is the one before the Relu.
                 pre = np.maximum(pre, 0)

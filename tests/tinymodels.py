@@ -27,7 +27,7 @@ def tiny_checkpoint(root: Path, **cfg_options: object) -> Path:
     from edgegen.train.config import TrainConfig
     from edgegen.train.trainer import build_model, make_spec
 
-    cfg = TrainConfig(arch="tiny", channels=6, out=str(root), **cfg_options)
+    cfg = TrainConfig(**{"arch": "tiny", "channels": 6, "out": str(root), **cfg_options})
     torch.manual_seed(0)
     model = build_model(cfg)
     spec = make_spec(cfg, model)

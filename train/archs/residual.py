@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ACTIVATIONS, ResidualBlock, conv3x3, make_activation
+from .upsample import BicubicUpsample, SubPixelConv
 
 
 @dataclass(frozen=True)
@@ -71,13 +71,15 @@ class ResidualGenerator(nn.Module):
         if p.scale > 1:
             # One sub-pixel convolution at low resolution (ESPCN): cheaper than transposed convs
             # and free of their checkerboard artefacts.
-            self.upsample: nn.Module = nn.Sequential(
+            self.upsample: nn.Module = SubPixelConv(
                 conv3x3(c, c * p.scale * p.scale),
                 nn.PixelShuffle(p.scale),
                 make_activation(p.act, c),
             )
+            self.skip_upsample: nn.Module = BicubicUpsample(p.scale, p.in_channels)
         else:
             self.upsample = nn.Identity()
+            self.skip_upsample = nn.Identity()
         self.tail = conv3x3(c, p.out_channels)
         self._init_weights()
 
@@ -98,8 +100,7 @@ class ResidualGenerator(nn.Module):
     def skip(self, x: torch.Tensor) -> torch.Tensor:
         """The global skip: the input, upsampled for SR and mapped to the output channels."""
         p = self.params
-        if p.scale > 1:
-            x = F.interpolate(x, scale_factor=p.scale, mode="bicubic", align_corners=False)
+        x = self.skip_upsample(x)  # bicubic for SR, as F.interpolate's (see upsample.py)
         if p.in_channels == 1 and p.out_channels == 3:
             x = x.expand(-1, 3, -1, -1)
         elif p.in_channels == 3 and p.out_channels == 1:
