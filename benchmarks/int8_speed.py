@@ -46,11 +46,13 @@ VARIANTS: dict[str, dict[str, Any]] = {  # name -> quantize_int8 options
 }
 
 
-def load_model(checkpoint: str | None) -> tuple[torch.nn.Module, ModelSpec]:
-    """The `small` denoiser at its initial weights, or the model and spec of a checkpoint."""
+def load_model(checkpoint: str | None, **untrained: Any) -> tuple[torch.nn.Module, ModelSpec]:
+    """The model and spec of a checkpoint; without one, the `small` model at its initial weights
+    (speed does not depend on them): a denoiser, or what the ``TrainConfig`` options in
+    ``untrained`` make (e.g. ``task="sr", scale=2``)."""
     if checkpoint is None:
         torch.manual_seed(0)
-        cfg = TrainConfig(arch="small")
+        cfg = TrainConfig(**{"arch": "small", **untrained})
         model = build_model(cfg)
         return model.eval(), make_spec(cfg, model)
     ckpt = load_checkpoint(checkpoint)

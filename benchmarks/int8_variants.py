@@ -19,7 +19,7 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from int8_speed import export_fp32, load_model
 
 from edgegen.export.calib import calibration_inputs
 from edgegen.export.int8 import quantize_int8
+from edgegen.runtime.bench import time_alternating
 
 
 def session(path: Path, threads: int, spin: bool) -> ort.InferenceSession:
@@ -76,14 +77,10 @@ def main() -> None:
         sessions["fp32, spinning on"] = session(fp32, args.threads, True)
 
         x = np.random.default_rng(0).random((1, spec.in_channels, 256, 256), dtype=np.float32)
-        times: dict[str, list[float]] = {name: [] for name in sessions}
-        for _ in range(args.rounds):
-            for name, sess in sessions.items():
-                sess.run(None, {"input": x})  # the first run after a switch is not timed
-                for _ in range(4):
-                    start = time.perf_counter()
-                    sess.run(None, {"input": x})
-                    times[name].append((time.perf_counter() - start) * 1000.0)
+        # One untimed call after each switch, then blocks of 4 (edgegen bench's timing).
+        calls = {name: partial(s.run, None, {"input": x}) for name, s in sessions.items()}
+        seconds = time_alternating(calls, args.rounds, block=4)
+        times = {name: [t * 1000.0 for t in values] for name, values in seconds.items()}
 
     base = statistics.median(times["fp32"])
     rows = {}

@@ -25,7 +25,7 @@ import copy
 import json
 import statistics
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +34,14 @@ import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 from _machine import describe
-from int8_speed import accuracy, export_fp32
+from int8_speed import accuracy, export_fp32, load_model
 from torch import nn
 
 from edgegen.export import int8 as int8_module
 from edgegen.export.calib import calibration_inputs
 from edgegen.export.int8 import quantize_int8
-from edgegen.runtime.spec import ModelSpec
-from edgegen.train.checkpoint import load_checkpoint
-from edgegen.train.config import TrainConfig
-from edgegen.train.trainer import build_model, make_spec
+from edgegen.runtime.bench import time_alternating
+from edgegen.train.archs import ResidualGenerator
 
 
 class Interpolate(nn.Module):
@@ -57,23 +55,12 @@ class Interpolate(nn.Module):
         return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
 
 
-def load(checkpoint: str | None) -> tuple[nn.Module, ModelSpec]:
-    if checkpoint is None:  # speed does not depend on the weights
-        torch.manual_seed(0)
-        cfg = TrainConfig(arch="small", task="sr", scale=2)
-        model = build_model(cfg)
-        return model.eval(), make_spec(cfg, model)
-    ckpt = load_checkpoint(checkpoint)
-    cfg = TrainConfig.from_dict(ckpt.record["config"], where=f"config in {ckpt.path}")
-    model = build_model(cfg)
-    model.load_state_dict(ckpt.weights)
-    return model.eval(), ModelSpec.from_dict(ckpt.record["spec"])
-
-
 def legacy(model: nn.Module) -> nn.Module:
     """The same weights in the old formulation: Resize skip, ReLU after the shuffle."""
+    assert isinstance(model, ResidualGenerator)
     old = copy.deepcopy(model)
     old.skip_upsample = Interpolate(model.params.scale)
+    assert isinstance(old.upsample, nn.Sequential)
     old.upsample = nn.Sequential(*old.upsample)  # plain Sequential: conv, shuffle, act
     return old.eval()
 
@@ -94,7 +81,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results/sr_speed.json")
     args = ap.parse_args()
 
-    model, spec = load(args.checkpoint)
+    model, spec = load_model(args.checkpoint, task="sr", scale=2)
     old = legacy(model)
     calib = calibration_inputs(spec, "bundled", count=32, size=64, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,14 +104,10 @@ def main() -> None:
         x = np.random.default_rng(0).random((1, spec.in_channels, 256, 256), dtype=np.float32)
         outs = {name: s.run(None, {"input": x})[0] for name, s in sessions.items()}
         fp32_gap = float(np.abs(outs["fp32"] - outs["legacy fp32"]).max())
-        times: dict[str, list[float]] = {name: [] for name in sessions}
-        for _ in range(args.rounds):
-            for name, sess in sessions.items():
-                sess.run(None, {"input": x})  # the first run after a switch is not timed
-                for _ in range(4):
-                    start = time.perf_counter()
-                    sess.run(None, {"input": x})
-                    times[name].append((time.perf_counter() - start) * 1000.0)
+        # One untimed call after each switch, then blocks of 4 (edgegen bench's timing).
+        calls = {name: partial(s.run, None, {"input": x}) for name, s in sessions.items()}
+        seconds = time_alternating(calls, args.rounds, block=4)
+        times = {name: [t * 1000.0 for t in values] for name, values in seconds.items()}
         acc: dict[str, Any] | None = None
         if args.checkpoint:
             # accuracy() scores sessions against the one named "fp32" and the given torch model.

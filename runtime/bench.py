@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,7 +134,9 @@ class BenchResult:
 Call = Callable[[], Any]
 
 
-def time_alternating(calls: dict[str, Call], rounds: int, block: int = 5) -> dict[str, list[float]]:
+def time_alternating(
+    calls: Mapping[str, Call], rounds: int, block: int = 5
+) -> dict[str, list[float]]:
     """Seconds per call for each entry, run in alternating blocks after one warm-up block.
 
     Each block starts with one untimed call: right after a switch, the previous session's

@@ -99,6 +99,28 @@ def photo(index: int = 0) -> np.ndarray:
     return read_image(bundled_paths("val")[index])
 
 
+def noisy_crop(
+    height: int, width: int, top: int = 100, left: int = 150, seed: int = 7
+) -> np.ndarray:
+    """A crop of a held-out photo (chelsea, never calibrated on) with sigma-25 noise, as the tiny
+    denoisers expect: NCHW float32, odd sizes welcome."""
+    from edgegen.train.data import GaussianNoise, load_all
+    from edgegen.train.data.images import bundled_paths
+
+    photo = load_all(bundled_paths("val")[:1], 3).photos[0].as_float()
+    clean = np.ascontiguousarray(photo[top : top + height, left : left + width])
+    noisy = GaussianNoise(25.0)(clean, np.random.default_rng(seed))
+    return np.ascontiguousarray(noisy.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def run_cpu(path: Path, x: np.ndarray) -> np.ndarray:
+    """The model's output for ``x`` on a plain onnxruntime CPU session."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.asarray(sess.run(None, {"input": x})[0])
+
+
 def damaged_conv_copy(src: Path, dst: Path, conv_index: int, seed: int) -> str:
     """Copy the ONNX ``src`` to ``dst`` with the weights of its ``conv_index``-th Conv (graph
     order) replaced by noise of three times their spread; returns that conv's output name."""

@@ -19,6 +19,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 from PIL import Image
+from tinymodels import noisy_crop, run_cpu
 
 from edgegen.export import int8 as int8_module
 from edgegen.export.calib import CalibrationReader, calibration_inputs
@@ -27,8 +28,6 @@ from edgegen.runtime.errors import EdgegenError
 from edgegen.runtime.spec import METADATA_KEY, ModelSpec
 from edgegen.train import archs
 from edgegen.train.config import TrainConfig
-from edgegen.train.data import GaussianNoise, load_all
-from edgegen.train.data.images import bundled_paths
 from edgegen.train.trainer import make_spec
 
 EXTRA_KEY = "edgegen.test"  # an unrelated metadata key that must survive quantization
@@ -90,15 +89,7 @@ def int8(
 
 def held_out_crop(size: int = 64) -> np.ndarray:
     """A real photo the calibration never saw (chelsea), noisy as the model expects, NCHW."""
-    photo = load_all(bundled_paths("val")[:1], 3).photos[0].as_float()
-    clean = np.ascontiguousarray(photo[100 : 100 + size, 150 : 150 + size])
-    noisy = GaussianNoise(25.0)(clean, np.random.default_rng(7))
-    return np.ascontiguousarray(noisy.transpose(2, 0, 1)[None], dtype=np.float32)
-
-
-def run(path: Path, x: np.ndarray) -> np.ndarray:
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return sess.run(None, {"input": x})[0]
+    return noisy_crop(size, size)
 
 
 def weight_scales(path: Path) -> dict[str, tuple[int, ...]]:
@@ -224,7 +215,7 @@ def test_int8_model_is_qdq_and_close_to_fp32(
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
     x = held_out_crop()
-    expected, got = run(fp32[0], x), run(path, x)
+    expected, got = run_cpu(fp32[0], x), run_cpu(path, x)
     assert got.shape == expected.shape == (1, 3, 64, 64)
     assert np.abs(got - expected).max() < 0.05
     assert settings == {
@@ -290,7 +281,7 @@ def test_s8s8_and_excluded_nodes(
     (kept,) = [n for n in quantized.node if n.name == tail]
     assert inits[kept.input[1]].data_type == onnx.TensorProto.FLOAT
     x = held_out_crop(32)
-    assert np.abs(run(out, x) - run(fp32[0], x)).max() < 0.05
+    assert np.abs(run_cpu(out, x) - run_cpu(fp32[0], x)).max() < 0.05
 
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
@@ -305,7 +296,7 @@ def test_histogram_methods_keep_stdout_clean(
     assert quantize_int8(fp32[0], out, calib, method=method, progress=False)["method"] == method
     assert capsys.readouterr().out == ""  # onnxruntime's calibrators print(); sent to stderr
     x = held_out_crop(32)
-    assert np.abs(run(out, x) - run(fp32[0], x)).max() < 0.05
+    assert np.abs(run_cpu(out, x) - run_cpu(fp32[0], x)).max() < 0.05
 
 
 def test_corrupt_fp32_model_leaves_no_file(calib: list[np.ndarray], tmp_path: Path) -> None:

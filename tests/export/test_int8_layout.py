@@ -19,7 +19,7 @@ import pytest
 import torch
 from clitools import run_edgegen
 from onnx import numpy_helper
-from tinymodels import tiny_checkpoint
+from tinymodels import noisy_crop, run_cpu, tiny_checkpoint
 
 from edgegen.export.calib import calibration_inputs
 from edgegen.export.int8 import quantize_int8
@@ -29,8 +29,6 @@ from edgegen.runtime.layers import compare_layers
 from edgegen.runtime.spec import ModelSpec
 from edgegen.train import archs
 from edgegen.train.config import TrainConfig
-from edgegen.train.data import GaussianNoise, load_all
-from edgegen.train.data.images import bundled_paths
 from edgegen.train.trainer import make_spec
 
 
@@ -53,19 +51,6 @@ def quantized(tmp: Path, channels: int, scale: int = 1, **kwargs: object) -> tup
     quantize_int8(fp32, padded, calib, progress=False, **kwargs)  # type: ignore[arg-type]
     quantize_int8(fp32, plain, calib, progress=False, channel_pad=False, **kwargs)  # type: ignore[arg-type]
     return padded, plain
-
-
-def photo_input(height: int, width: int) -> np.ndarray:
-    """A noisy crop of a held-out photo, NCHW, odd sizes welcome."""
-    photo = load_all(bundled_paths("val")[:1], 3).photos[0].as_float()
-    clean = np.ascontiguousarray(photo[40 : 40 + height, 70 : 70 + width])
-    noisy = GaussianNoise(25.0)(clean, np.random.default_rng(3))
-    return np.ascontiguousarray(noisy.transpose(2, 0, 1)[None], dtype=np.float32)
-
-
-def run(path: Path, x: np.ndarray) -> np.ndarray:
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return sess.run(None, {"input": x})[0]
 
 
 def optimized_ops(path: Path, tmp: Path) -> collections.Counter[str]:
@@ -102,8 +87,8 @@ def test_padding_keeps_the_function_and_the_fusion(tmp_path: Path, scale: int) -
     assert not tail[3:].any()  # ... all zero filters
 
     for h, w in ((37, 53), (64, 64)):
-        x = photo_input(h, w)
-        a, b = run(padded, x), run(plain, x)
+        x = noisy_crop(h, w)
+        a, b = run_cpu(padded, x), run_cpu(plain, x)
         assert a.shape == b.shape == (1, 3, h * scale, w * scale)
         # Zero channels add exact zeros; allow one output step for a kernel that rounds its
         # requantization differently (none did on onnxruntime 1.32 / x86: the difference was 0).
@@ -175,6 +160,7 @@ def test_export_records_the_padding_and_no_channel_pad_turns_it_off(tmp_path: Pa
         models[flag] = (out / "model.int8.onnx", manifest["calibration"]["channel_pad"])
     assert models["--channel-pad"][1] == ["/head/Conv", "/tail/Conv"]
     assert models["--no-channel-pad"][1] == []
-    x = photo_input(41, 29)
-    padded, plain = run(models["--channel-pad"][0], x), run(models["--no-channel-pad"][0], x)
-    assert np.abs(padded - plain).max() <= output_step(models["--channel-pad"][0]) + 1e-7
+    x = noisy_crop(41, 29)
+    (padded_path, _), (plain_path, _) = models["--channel-pad"], models["--no-channel-pad"]
+    padded, plain = run_cpu(padded_path, x), run_cpu(plain_path, x)
+    assert np.abs(padded - plain).max() <= output_step(padded_path) + 1e-7
