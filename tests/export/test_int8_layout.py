@@ -32,20 +32,25 @@ from edgegen.train.config import TrainConfig
 from edgegen.train.trainer import make_spec
 
 
-def export(path: Path, channels: int, scale: int = 1) -> ModelSpec:
-    cfg = TrainConfig(arch="tiny", task="sr" if scale > 1 else "denoise", scale=scale)
+def export(path: Path, channels: int, scale: int = 1, color: str = "rgb") -> ModelSpec:
+    cfg = TrainConfig(arch="tiny", task="sr" if scale > 1 else "denoise", scale=scale, color=color)
     torch.manual_seed(0)
-    model = archs.build("tiny", channels=channels, blocks=1, scale=scale).eval()
+    io = cfg.channels_io
+    model = archs.build(
+        "tiny", channels=channels, blocks=1, scale=scale, in_channels=io, out_channels=io
+    ).eval()
     spec = make_spec(cfg, model)
     proto, _ = export_fp32(model, spec)
     onnx.save(proto, str(path))
     return spec
 
 
-def quantized(tmp: Path, channels: int, scale: int = 1, **kwargs: object) -> tuple[Path, Path]:
+def quantized(
+    tmp: Path, channels: int, scale: int = 1, color: str = "rgb", **kwargs: object
+) -> tuple[Path, Path]:
     """(padded, unpadded) int8 models of one fp32 export, calibrated alike."""
     fp32 = tmp / "fp32.onnx"
-    spec = export(fp32, channels, scale)
+    spec = export(fp32, channels, scale, color)
     calib = calibration_inputs(spec, count=4, size=48, seed=0)
     padded, plain = tmp / "padded.onnx", tmp / "plain.onnx"
     quantize_int8(fp32, padded, calib, progress=False, **kwargs)  # type: ignore[arg-type]
@@ -101,6 +106,17 @@ def test_padding_keeps_the_function_and_the_fusion(tmp_path: Path, scale: int) -
     opt = optimized_ops(padded, tmp_path)
     assert opt["QLinearConv"] == len(convs) - in_float and opt["Conv"] == in_float
     assert optimized_ops(plain, tmp_path)["QLinearConv"] == len(convs) - in_float
+
+
+def test_gray_models_pad_one_channel_to_four_and_sixteen(tmp_path: Path) -> None:
+    padded, plain = quantized(tmp_path, channels=16, color="gray")
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(padded)).graph.initializer}
+    assert inits["head.weight_quantized"].shape[1] == 4  # 1 input channel -> 4
+    assert inits["tail.weight_quantized"].shape[0] == 16  # 1 output channel -> 16
+    x = np.ascontiguousarray(noisy_crop(37, 53).mean(axis=1, keepdims=True))
+    a, b = run_cpu(padded, x), run_cpu(plain, x)
+    assert a.shape == (1, 1, 37, 53)
+    assert np.abs(a - b).max() <= output_step(padded) + 1e-7
 
 
 def test_the_settings_name_the_padded_convs(tmp_path: Path) -> None:
