@@ -143,6 +143,27 @@ def test_ort_format_is_written_and_runs(tmp_path):
     )
 
 
+def test_int8_ort_format_has_the_int8_kernels_baked_in(tmp_path):
+    """onnxruntime does not optimise an ORT-format model at load: the .ort must already hold the
+    fused int8 ops, or it runs its convs in float between Quantize/Dequantize pairs."""
+    import onnxruntime as ort
+    from onnxruntime.tools.ort_format_model import create_config_from_models
+
+    ckpt = tiny_checkpoint(tmp_path / "run")
+    out = tmp_path / "out"
+    config = ExportConfig(out=str(out), precision=("int8",), ort_format=True, **FAST)
+    export_checkpoint(ckpt, config)
+    ort_path = out / "model.int8.ort"
+    create_config_from_models([ort_path], tmp_path / "ops.config", enable_type_reduction=False)
+    ops = (tmp_path / "ops.config").read_text()
+    assert "QLinearConv" in ops and "QLinearAdd" in ops
+    assert ";Conv" not in ops and ",Conv" not in ops  # no float conv left
+    session = ort.InferenceSession(str(ort_path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 3, 20, 24), dtype=np.float32)
+    ref = onnx_out(out / "model.int8.onnx", x)
+    np.testing.assert_allclose(session.run(None, {"input": x})[0], ref, atol=1e-6)
+
+
 def test_verification_catches_weights_changed_after_export(tmp_path):
     ckpt = tiny_checkpoint(tmp_path / "run")
     out = tmp_path / "out"
