@@ -140,7 +140,8 @@ def _pad_vector(g: _Graph, name: str, old: int, new: int, scale: bool) -> None:
 
 
 def _output_quantizer(g: _Graph, q: _QConv) -> onnx.NodeProto | None:
-    """The conv's one consumer when it is a per-tensor QuantizeLinear not feeding a graph output."""
+    """The conv's one consumer when it is a per-tensor QuantizeLinear whose output feeds other
+    nodes and no graph output."""
     users = g.consumers(q.conv.output[0])
     if len(users) != 1 or users[0].op_type != "QuantizeLinear" or q.conv.output[0] in g.outputs:
         return None
@@ -148,7 +149,7 @@ def _output_quantizer(g: _Graph, q: _QConv) -> onnx.NodeProto | None:
     scale = g.array(quant.input[1])
     if scale is None or scale.size != 1 or quant.output[0] in g.outputs:
         return None
-    return quant
+    return quant if g.consumers(quant.output[0]) else None  # a dead end: nothing to slice for
 
 
 def _pad_outputs(g: _Graph, q: _QConv, quant: onnx.NodeProto, channels: int) -> None:
@@ -190,8 +191,8 @@ def _pad_outputs(g: _Graph, q: _QConv, quant: onnx.NodeProto, channels: int) -> 
     sl = helper.make_node(
         "Slice", [quant.output[0], starts, ends, axes], [sliced], name=f"{base}_Slice"
     )
-    g.insert_before(users[0] if users else quant, sl)
-    # The padded tensors' recorded shapes are stale; shape inference fills them in again.
+    g.insert_before(users[0], sl)  # graph order: after the QuantizeLinear, before its users
+    # The padded tensors' recorded shapes are stale; onnxruntime infers them again at load.
     stale = {q.conv.output[0], quant.output[0]}
     kept = [v for v in g.graph.value_info if v.name not in stale]
     del g.graph.value_info[:]
