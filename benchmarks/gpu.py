@@ -248,22 +248,39 @@ def torch_variants(model: Any, x: np.ndarray, cuda: bool) -> dict[str, Any]:
         for name in ("torch fp32", "torch tf32", "torch fp16 channels_last"):
             out[f"{name} + CUDA graph"] = "CUDA graphs need CUDA"
         return out
-    out["torch fp32 + CUDA graph"] = graphed(fp32, xt, False)
+    out["torch fp32 + CUDA graph"] = guarded(lambda: graphed(fp32, xt, False))
     out["torch tf32"] = eager(fp32, xt, True)
-    out["torch tf32 + CUDA graph"] = graphed(fp32, xt, True)
+    out["torch tf32 + CUDA graph"] = guarded(lambda: graphed(fp32, xt, True))
     import copy
 
     half = copy.deepcopy(fp32).half().to(memory_format=torch.channels_last)
     xh = xt.half().contiguous(memory_format=torch.channels_last)
     out["torch fp16 channels_last"] = eager(half, xh, True)
-    out["torch fp16 channels_last + CUDA graph"] = graphed(half, xh, True)
+    out["torch fp16 channels_last + CUDA graph"] = guarded(lambda: graphed(half, xh, True))
     return out
+
+
+def guarded(build: Callable[[], Any]) -> Any:
+    """``build()``, or a one-line reason when it raises: the device time is spent once, so one
+    variant that fails must not lose the others' measurements."""
+    try:
+        return build()
+    except Exception as exc:  # anything torch or onnxruntime raises
+        text = str(exc).strip()
+        return f"failed: {type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+
+
+def first_calls(variants: dict[str, Any]) -> None:
+    """Call each variant once before timing; one that raises becomes a skip reason."""
+    for name, v in list(variants.items()):
+        if not isinstance(v, str):
+            failed = guarded(v[0])
+            if isinstance(failed, str):
+                variants[name] = failed
 
 
 def runtime_variants(folder: Path, x: np.ndarray, cuda: bool) -> dict[str, Any]:
     """edgegen's Generator: name -> (call, output getter) or a skip reason."""
-    from edgegen.runtime import Generator
-
     device = "cuda" if cuda else "cpu"
     specs: list[tuple[str, str, dict[str, Any], bool]] = [
         # name, model, options, device-resident
@@ -277,29 +294,34 @@ def runtime_variants(folder: Path, x: np.ndarray, cuda: bool) -> dict[str, Any]:
         ("edgegen fp16 I/O + CUDA graph, infer()", "fp16io", {"cuda_graph": True}, False),
     ]
     out: dict[str, Any] = {}
-    keep = KEEP_ALIVE
-    keep.clear()
+    KEEP_ALIVE.clear()
     for name, precision, options, resident in specs:
         if not cuda and (options.get("cuda_graph") or "prefer_nhwc" in options):
             out[name] = "cuda_graph and prefer_nhwc need CUDA"
             continue
-        gen = Generator(
-            folder / f"model.{precision}.onnx", device=device, tile=0, io_binding=True, **options
-        )
-        xin = x.astype(gen._input_dtype)
-        if resident:
-            bound = gen.bound(xin.shape)
-            bound.input.update_inplace(xin)
-            out[name] = (bound.run, lambda b=bound: b.output.numpy())
-        else:
-            result: dict[str, np.ndarray] = {}
-
-            def call(g: Any = gen, r: dict[str, np.ndarray] = result, xi: np.ndarray = xin) -> None:
-                r["y"] = g.infer(xi)
-
-            out[name] = (call, lambda r=result: r["y"])
-        keep.append(gen)
+        out[name] = guarded(lambda p=precision, o=options, r=resident: runtime_variant(
+            folder / f"model.{p}.onnx", x, device, o, r))  # fmt: skip
     return out
+
+
+def runtime_variant(
+    path: Path, x: np.ndarray, device: str, options: dict[str, Any], resident: bool
+) -> tuple[Callable[[], None], Callable[[], Any]]:
+    from edgegen.runtime import Generator
+
+    gen = Generator(path, device=device, tile=0, io_binding=True, **options)
+    KEEP_ALIVE.append(gen)
+    xin = x.astype(gen._input_dtype)
+    if resident:
+        bound = gen.bound(xin.shape)
+        bound.input.update_inplace(xin)
+        return bound.run, lambda b=bound: b.output.numpy()
+    result: dict[str, np.ndarray] = {}
+
+    def call(g: Any = gen, r: dict[str, np.ndarray] = result, xi: np.ndarray = xin) -> None:
+        r["y"] = g.infer(xi)
+
+    return call, lambda r=result: r["y"]
 
 
 def to_numpy(y: Any) -> np.ndarray:
@@ -320,8 +342,6 @@ def measure(
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from edgegen.runtime.files import atomic_write_text
-    from edgegen.runtime.metrics import psnr
     from edgegen.train.checkpoint import load_model
 
     cuda = not args.smoke
@@ -329,83 +349,181 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("gpu.py: torch sees no CUDA device (use --smoke on a CPU)")
     import onnxruntime as ort
 
-    archs = ("tiny",) if args.smoke else PRESETS
+    # medium first: its 1x3x512x512 row is the acceptance, and the JSON is rewritten after each
+    # step, so a run cut short by the device's time limit still brings that back.
+    archs = ("tiny",) if args.smoke else tuple(reversed(PRESETS))
     shapes = SMOKE_SHAPES if args.smoke else SHAPES
+    result: dict[str, Any] = {
+        "card": torch.cuda.get_device_name(0) if cuda else "none (smoke run on the CPU)",
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "providers": ort.get_available_providers(),
+        "settings": {"rounds": args.rounds, "block": args.block, "sigma": SIGMA},
+        "rows": [],
+        "verify_on_device": {},
+        "training": {},
+        "acceptance": [],
+        "complete": False,
+    }
     rows: list[Row] = []
-    verify: dict[str, Any] = {}
     for arch in archs:
         folder = args.models / arch
         if not (folder / "model.fp32.onnx").is_file():
             raise SystemExit(f"gpu.py: {folder} has no models; run --prepare first")
         model, _spec, _ckpt = load_model(folder / "run", prefer="best")
         for n, h, w in shapes:
-            label = f"{n}x3x{h}x{w}"
             x = noisy_photos(n, h, w)
             variants = {**torch_variants(model, x, cuda), **runtime_variants(folder, x, cuda)}
-            calls = {k: v[0] for k, v in variants.items() if not isinstance(v, str)}
-            times = measure(calls, args.rounds, args.block)
-            outputs = {k: to_numpy(v[1]()) for k, v in variants.items() if not isinstance(v, str)}
-            reference = outputs["torch fp32"].astype(np.float32)
-            medians = {k: statistics.median(t) * 1e3 for k, t in times.items()}
-            torch_best = min(v for k, v in medians.items() if k.startswith("torch"))
-            for name, v in variants.items():
-                if isinstance(v, str):
-                    rows.append(Row(arch, label, name, None, None, None, None, v))
-                    continue
-                ts = sorted(times[name])
-                p95 = ts[min(len(ts) - 1, round(0.95 * (len(ts) - 1)))] * 1e3
-                rows.append(
-                    Row(
-                        arch,
-                        label,
-                        name,
-                        round(medians[name], 4),
-                        round(p95, 4),
-                        round(medians[name] / torch_best, 4),
-                        round(psnr(reference, outputs[name].astype(np.float32)), 2),
-                    )
-                )
-            print(f"measured {arch} {label}", file=sys.stderr, flush=True)
-            del variants, calls
+            first_calls(variants)
+            rows += measure_rows(arch, f"{n}x3x{h}x{w}", variants, args)
+            result["rows"] = [asdict(r) for r in rows]
+            if cuda and arch == "medium" and (n, h, w) == SHAPES[0] and args.profile:
+                result["profile"] = guarded(lambda v=variants, f=folder: kernel_profile(v, f))
+            write_json(result, cuda, args.json)
+            print(f"measured {arch} {n}x3x{h}x{w}", file=sys.stderr, flush=True)
+            del variants
+            KEEP_ALIVE.clear()
             if cuda:
                 torch.cuda.empty_cache()
         for precision in ("fp32", "fp16", "fp16io"):
-            from edgegen.runtime import Generator
-
-            gen = Generator(folder / f"model.{precision}.onnx", device="cuda" if cuda else "cpu")
-            report = gen.verify()
-            verify[f"{arch} {precision}"] = {"passed": bool(report), "providers": gen.providers}
-    training = train_run(args.smoke)
-    acceptance = judge(rows, args.smoke)
-    result = {
-        "card": torch.cuda.get_device_name(0) if cuda else "none (smoke run on the CPU)",
-        "torch": torch.__version__,
-        "onnxruntime": ort.__version__,
-        "providers": ort.get_available_providers(),
-        "settings": {"rounds": args.rounds, "block": args.block, "sigma": SIGMA},
-        "rows": [asdict(r) for r in rows],
-        "verify_on_device": verify,
-        "training": training,
-        "acceptance": acceptance,
-    }
+            result["verify_on_device"][f"{arch} {precision}"] = guarded(
+                lambda p=precision, f=folder: verify_on(f / f"model.{p}.onnx", cuda)
+            )
+        write_json(result, cuda, args.json)
+    result["training"] = guarded(lambda: train_run(args.smoke, compile=False))
+    result["acceptance"] = judge(rows, args.smoke)
+    write_json(result, cuda, args.json)
+    if cuda and args.compile:
+        # torch.compile's first steps compile (tens of seconds): last, so it costs nothing else.
+        result["training_compiled"] = guarded(lambda: train_run(False, compile=True))
+    result["complete"] = True
     print(table(rows))
-    for key, value in verify.items():
-        print(f"verify {key}: {'PASS' if value['passed'] else 'FAIL'} on {value['providers'][0]}")
-    if training.get("patches_per_s"):
-        print(f"AMP training ({training['arch']}, {training['amp_dtype']}): "
-              f"{training['patches_per_s']:.1f} patches/s")  # fmt: skip
-    for item in acceptance:
+    for key, value in result["verify_on_device"].items():
+        if isinstance(value, str):
+            print(f"verify {key}: {value}")
+        else:
+            print(
+                f"verify {key}: {'PASS' if value['passed'] else 'FAIL'} on {value['providers'][0]}"
+            )
+    for key in ("training", "training_compiled"):
+        run = result.get(key)
+        if isinstance(run, dict) and run.get("patches_per_s"):
+            print(f"{key} ({run['arch']}, {run['amp_dtype']}, compile={run['compile']}): "
+                  f"{run['patches_per_s']:.1f} patches/s")  # fmt: skip
+        elif run is not None:
+            print(f"{key}: {run}")
+    if isinstance(result.get("profile"), str):
+        print(f"profile: {result['profile']}")
+    for item in result["acceptance"]:
         print(f"{item['status']:>4}  {item['check']}: {item['value']}")
-    text = json.dumps(result, indent=2) + "\n"
+    for target in write_json(result, cuda, args.json):
+        print(f"wrote {target}")
+    return result
+
+
+def measure_rows(arch: str, label: str, variants: dict[str, Any], args: argparse.Namespace
+                 ) -> list[Row]:  # fmt: skip
+    """Time the variants that run (alternating blocks), and compare each output with torch
+    fp32's."""
+    from edgegen.runtime.metrics import psnr
+
+    calls = {k: v[0] for k, v in variants.items() if not isinstance(v, str)}
+    times = measure(calls, args.rounds, args.block)
+    outputs = {k: to_numpy(v[1]()) for k, v in variants.items() if not isinstance(v, str)}
+    reference = outputs["torch fp32"]
+    medians = {k: statistics.median(t) * 1e3 for k, t in times.items()}
+    torch_best = min(v for k, v in medians.items() if k.startswith("torch"))
+    rows = []
+    for name, v in variants.items():
+        if isinstance(v, str):
+            rows.append(Row(arch, label, name, None, None, None, None, v))
+            continue
+        ts = sorted(times[name])
+        p95 = ts[min(len(ts) - 1, round(0.95 * (len(ts) - 1)))] * 1e3
+        rows.append(
+            Row(arch, label, name, round(medians[name], 4), round(p95, 4),
+                round(medians[name] / torch_best, 4), round(psnr(reference, outputs[name]), 2))
+        )  # fmt: skip
+    return rows
+
+
+def verify_on(path: Path, cuda: bool) -> dict[str, Any]:
+    """The model's golden samples, run on the card (``Generator.verify``)."""
+    from edgegen.runtime import Generator
+
+    gen = Generator(path, device="cuda" if cuda else "cpu")
+    report = gen.verify()
+    return {"passed": bool(report), "providers": gen.providers}
+
+
+def write_json(result: dict[str, Any], cuda: bool, json_path: Path | None) -> list[Path]:
+    """The result so far, to benchmarks/results/ (or --json) and to $OUT when it is set."""
+    from edgegen.runtime.files import atomic_write_text
+
     name = f"gpu-{card_name(cuda)}.json"
-    targets = [args.json] if args.json else [ROOT / "benchmarks" / "results" / name]
+    targets = [json_path] if json_path else [ROOT / "benchmarks" / "results" / name]
     if os.environ.get("OUT"):
         targets.append(Path(os.environ["OUT"]) / name)
+    text = json.dumps(result, indent=2) + "\n"
     for target in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(target, text)
-        print(f"wrote {target}")
-    return result
+    return targets
+
+
+def kernel_profile(variants: dict[str, Any], folder: Path, on: str = "CUDA") -> dict[str, Any]:
+    """Where the GPU time goes, torch against onnxruntime, for a later tuning session without a
+    card: the CUDA kernels of 20 calls of each variant (CUPTI sees onnxruntime's kernels too,
+    they run in this process), and the op types of onnxruntime's optimised fp16 graph. The
+    kernel tables go to $OUT/profile-medium-512.txt."""
+    import collections
+
+    import onnxruntime as ort
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    names = [
+        "torch fp16 channels_last", "torch fp16 channels_last + CUDA graph",
+        "edgegen fp16 I/O", "edgegen fp16 I/O + CUDA graph",
+        "edgegen fp16 I/O, no prefer_nhwc",
+    ]  # fmt: skip
+    summary: dict[str, Any] = {}
+    text = []
+    for name in names:
+        v = variants.get(name)
+        if v is None or isinstance(v, str):
+            continue
+        with profile(activities=[getattr(ProfilerActivity, on)]) as prof:
+            for _ in range(20):
+                v[0]()
+            if on == "CUDA":
+                torch.cuda.synchronize()
+        kernels: dict[str, list[float]] = collections.defaultdict(list)
+        for e in prof.events():
+            if str(e.device_type).endswith(on):
+                kernels[e.name].append(e.time_range.elapsed_us())
+        total = sum(sum(t) for t in kernels.values()) / 20
+        count = sum(len(t) for t in kernels.values()) / 20
+        summary[name] = {"gpu_us_per_call": round(total, 1), "kernels_per_call": count}
+        text.append(f"== {name}: {total:.1f} us of kernels per call, {count:g} kernels per call")
+        for k, t in sorted(kernels.items(), key=lambda kv: -sum(kv[1]))[:25]:
+            text.append(f"{sum(t) / 20:10.1f} us {len(t) / 20:6g}x  {k[:150]}")
+    options = ort.SessionOptions()
+    optimised = Path(tempfile.mkdtemp()) / "opt.onnx"
+    options.optimized_model_filepath = str(optimised)
+    ort.InferenceSession(str(folder / "model.fp16io.onnx"), options,
+                         providers=[("CUDAExecutionProvider", {"prefer_nhwc": "1"})]
+                         if on == "CUDA" else ["CPUExecutionProvider"])  # fmt: skip
+    import onnx
+
+    graph = onnx.load(str(optimised)).graph
+    ops = collections.Counter(f"{n.domain or 'ai.onnx'}:{n.op_type}" for n in graph.node)
+    summary["ort_optimised_ops"] = dict(ops)
+    text.append(f"== onnxruntime's optimised fp16 I/O graph (prefer_nhwc): {dict(ops)}")
+    if os.environ.get("OUT"):
+        (Path(os.environ["OUT"]) / "profile-medium-512.txt").write_text("\n".join(text) + "\n")
+    print("\n".join(text), file=sys.stderr)
+    return summary
 
 
 def judge(rows: list[Row], smoke: bool) -> list[dict[str, str]]:
@@ -414,6 +532,8 @@ def judge(rows: list[Row], smoke: bool) -> list[dict[str, str]]:
         return [{"check": "GPU thresholds", "status": "n/a", "value": "smoke run on the CPU"}]
     medium = [r for r in rows if r.arch == "medium" and r.shape == "1x3x512x512" and r.median_ms]
     rt = [r for r in medium if r.variant.startswith("edgegen fp16") and "infer()" not in r.variant]
+    if not rt:
+        return [{"check": "GPU thresholds", "status": "FAIL", "value": "no runtime fp16 row ran"}]
     best_rt = min(rt, key=lambda r: r.median_ms or 0)
     best_torch = min((r for r in medium if r.variant.startswith("torch")),
                      key=lambda r: r.median_ms or 0)  # fmt: skip
@@ -437,8 +557,9 @@ def judge(rows: list[Row], smoke: bool) -> list[dict[str, str]]:
     ]
 
 
-def train_run(smoke: bool) -> dict[str, Any]:
-    """A short AMP training run through edgegen's trainer; its patches/s."""
+def train_run(smoke: bool, compile: bool) -> dict[str, Any]:
+    """A short AMP training run through edgegen's trainer (channels_last on CUDA); its
+    patches/s."""
     import torch
 
     from edgegen.train.config import TrainConfig
@@ -453,6 +574,7 @@ def train_run(smoke: bool) -> dict[str, Any]:
             steps=2 if smoke else 200,
             val_every=2 if smoke else 100,
             device="cpu" if smoke else "cuda",
+            compile=compile,
             out=str(Path(tmp) / "run"),
         )
         t0 = time.perf_counter()
@@ -464,6 +586,8 @@ def train_run(smoke: bool) -> dict[str, Any]:
             "batch": cfg.batch,
             "patch": cfg.patch,
             "amp_dtype": str(dtype).replace("torch.", "") if dtype else "none (CPU)",
+            "channels_last": cfg.channels_last and not smoke,
+            "compile": compile,
             "patches_per_s": result.patches_per_s,
             "val_psnr": result.metrics.get("psnr"),
             "wall_s": round(time.perf_counter() - t0, 2),
@@ -516,6 +640,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10, help="alternating rounds")
     ap.add_argument("--block", type=int, default=10, help="calls per variant per round")
     ap.add_argument("--tests", action="store_true", help="run the @pytest.mark.gpu tests")
+    ap.add_argument(
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="skip the kernel profile of medium at 1x3x512x512",
+    )
+    ap.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="skip the torch.compile training run",
+    )
     args = ap.parse_args()
     ensure_edgegen_importable()
     if args.tests:
