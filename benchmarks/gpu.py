@@ -6,13 +6,20 @@ when $OUT is set). For the `small` and `medium` architectures at 1x3x512x512 and
 - PyTorch: fp32, tf32, fp16 channels_last, each also replayed from a CUDA graph
   (cudnn.benchmark on, weights and input already on the GPU);
 - edgegen's runtime (`Generator` on CUDA, device-resident IO binding through `Generator.bound`):
-  fp32 and fp16 (float32 I/O, as export writes it) and fp16 with float16 I/O, with prefer_nhwc,
-  with and without a CUDA graph, one without prefer_nhwc, and one through `Generator.infer`
-  (host copies included);
+  fp32 (its default: exact, NCHW; also with prefer_nhwc, and with TF32), fp16 (float32 I/O, as
+  export writes it) and fp16 with float16 I/O, each with its defaults (NHWC, cuDNN bias fusion)
+  and with onnxruntime's (no fusion), with and without a CUDA graph, and one through
+  `Generator.infer` (host copies included);
 - per variant: median and p95 ms (alternating blocks of calls), the ratio to torch's best, and
   PSNR of its output against torch fp32 on a noisy real photo;
-- the models' golden samples verified on CUDA (`Generator.verify`), and a short AMP training run
+- for medium at 1x3x512x512, the CUDA kernels of torch and onnxruntime (CUPTI, through
+  torch.profiler: onnxruntime's kernels run in the same process) into $OUT/profile-medium-512.txt;
+- the models' golden samples verified on CUDA (`Generator.verify`, with the defaults and with
+  the faster, less exact options), and short AMP training runs, plain and with torch.compile
   (patches/s).
+
+A variant that fails is recorded with its one-line reason and the others still run; the JSON is
+rewritten after each step, medium first, so a run cut short still brings back what it measured.
 
 The acceptance of issue 8 is printed as PASS/FAIL: the runtime's best fp16 <= 1.05x torch's best
 on medium at 1x3x512x512, and every runtime fp16 output >= 60 dB PSNR against torch fp32.
@@ -37,19 +44,21 @@ back to back so the machine stays warm and keeps /tmp/ortgpu):
       run(carry=[".ortgpu/part0"], timeout_s=120,
           command="mkdir -p /tmp/ortgpu && cp .ortgpu/part0 /tmp/ortgpu/ && ls -l /tmp/ortgpu")
       ... the same with part1, part2, part3
-  device call 5 (the last, small piece, the installer, the models; then the measurements):
+  device call 5 (the last piece, the installer, the models; the GPU tests, then the measurements):
       run(carry=[".ortgpu/part4", ".ortgpu/SHA256", ".ortgpu/install_ort_gpu.sh", ".gpu"],
-          timeout_s=540, command=
+          timeout_s=560, command=
           "cp .ortgpu/part4 .ortgpu/SHA256 /tmp/ortgpu/ && bash .ortgpu/install_ort_gpu.sh "
-          "&& export PYTHONPATH=/tmp/site && python3 benchmarks/gpu.py; "
-          "python3 benchmarks/gpu.py --tests")
-  then here: copy files_at/gpu-<card>.json to benchmarks/results/, and put its table in the
-  README (### GPU) and the issue.
-If a piece's call fails, rerun that call alone; /tmp/ortgpu keeps the pieces already copied as
-long as the machine stays warm (give_back loses them). The measurement itself should take 3-4
-minutes on an H100 (an estimate: it has not run on a GPU yet); with less than 7 minutes of device
-time left before call 5, add `--rounds 4` (fewer timed calls per variant) to the first command.
-Call give_back after call 5 unless rerunning at once.
+          "&& export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 && "
+          "(timeout 120 python3 benchmarks/gpu.py --tests 2>&1 | tee $OUT/tests.log); "
+          "timeout 420 python3 benchmarks/gpu.py > $OUT/bench.log 2>&1; tail -90 $OUT/bench.log")
+  then give_back, and here: copy files_at/gpu-<card>.json (and the profile) to
+  benchmarks/results/, and put its table in the README (### GPU) and the issue.
+The wheel is split into pieces of 58 MB so that a piece and the working tree (about 7 MB) fit in
+one call. If a piece's call fails, rerun that call alone; /tmp/ortgpu keeps the pieces already
+copied as long as the machine stays warm (30 s idle; give_back loses them). Measured on an H100
+(2026-11-26): a machine's start about 30 s, each piece's call a few seconds, call 5 about 270 s
+with the default --rounds 8 and 145 s with `--rounds 4 --no-compile` (tests 6 s, the install
+about 20 s): three full passes fitted in the 15 minutes. Call give_back when done.
 """
 
 from __future__ import annotations
@@ -78,7 +87,7 @@ SMOKE_SHAPES = ((1, 48, 64), (2, 32, 32))
 MAX_RATIO = 1.05  # runtime's best fp16 / torch's best, medium at 1x3x512x512
 MIN_FP16_PSNR = 60.0  # dB against torch fp32
 SIGMA = 25.0  # the noise on the benchmark photo, 8-bit steps
-KEEP_ALIVE: list[Any] = []  # the Generators whose bound buffers are being timed
+KEEP_ALIVE: list[Any] = []  # what the timed calls use: Generators, graphs' static inputs
 PYTEST_PACKAGES = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "py.py")
 
 
@@ -239,6 +248,9 @@ def torch_variants(model: Any, x: np.ndarray, cuda: bool) -> dict[str, Any]:
             graph.replay()
             torch.cuda.synchronize()
 
+        # The graph reads `static` on every replay: it must outlive this function, or its memory
+        # is reused and the replays compute on garbage (the first H100 run's 5 dB rows).
+        KEEP_ALIVE.append(static)
         return call, lambda: y
 
     out["torch fp32"] = eager(fp32, xt, False)
@@ -282,22 +294,28 @@ def first_calls(variants: dict[str, Any]) -> None:
 def runtime_variants(folder: Path, x: np.ndarray, cuda: bool) -> dict[str, Any]:
     """edgegen's Generator: name -> (call, output getter) or a skip reason."""
     device = "cuda" if cuda else "cpu"
+    graph = {"cuda_graph": True}
+    unfused = {"fuse_conv_bias": False}  # onnxruntime's default; edgegen's is on for fp16
     specs: list[tuple[str, str, dict[str, Any], bool]] = [
         # name, model, options, device-resident
-        ("edgegen fp32", "fp32", {}, True),
-        ("edgegen fp32 + CUDA graph", "fp32", {"cuda_graph": True}, True),
-        ("edgegen fp16", "fp16", {}, True),
-        ("edgegen fp16 + CUDA graph", "fp16", {"cuda_graph": True}, True),
+        ("edgegen fp32", "fp32", {}, True),  # exact: no TF32, NCHW
+        ("edgegen fp32, prefer_nhwc", "fp32", {"prefer_nhwc": True}, True),
+        ("edgegen fp32, tf32", "fp32", {"tf32": True}, True),
+        ("edgegen fp32, tf32 + CUDA graph", "fp32", {"tf32": True, **graph}, True),
+        ("edgegen fp16 + CUDA graph", "fp16", graph, True),
+        ("edgegen fp16 + CUDA graph, no fuse_conv_bias", "fp16", {**graph, **unfused}, True),
         ("edgegen fp16 I/O", "fp16io", {}, True),
-        ("edgegen fp16 I/O, no prefer_nhwc", "fp16io", {"prefer_nhwc": False}, True),
-        ("edgegen fp16 I/O + CUDA graph", "fp16io", {"cuda_graph": True}, True),
-        ("edgegen fp16 I/O + CUDA graph, infer()", "fp16io", {"cuda_graph": True}, False),
-    ]
+        ("edgegen fp16 I/O, no fuse_conv_bias", "fp16io", unfused, True),
+        ("edgegen fp16 I/O, no prefer_nhwc, no fuse_conv_bias", "fp16io",
+         {"prefer_nhwc": False, **unfused}, True),
+        ("edgegen fp16 I/O + CUDA graph", "fp16io", graph, True),
+        ("edgegen fp16 I/O + CUDA graph, no fuse_conv_bias", "fp16io", {**graph, **unfused}, True),
+        ("edgegen fp16 I/O + CUDA graph, infer()", "fp16io", graph, False),
+    ]  # fmt: skip
     out: dict[str, Any] = {}
-    KEEP_ALIVE.clear()
     for name, precision, options, resident in specs:
-        if not cuda and (options.get("cuda_graph") or "prefer_nhwc" in options):
-            out[name] = "cuda_graph and prefer_nhwc need CUDA"
+        if not cuda and options:
+            out[name] = f"{', '.join(options)} need CUDA"
             continue
         out[name] = guarded(lambda p=precision, o=options, r=resident: runtime_variant(
             folder / f"model.{p}.onnx", x, device, o, r))  # fmt: skip
@@ -385,10 +403,20 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             KEEP_ALIVE.clear()
             if cuda:
                 torch.cuda.empty_cache()
-        for precision in ("fp32", "fp16", "fp16io"):
-            result["verify_on_device"][f"{arch} {precision}"] = guarded(
-                lambda p=precision, f=folder: verify_on(f / f"model.{p}.onnx", cuda)
-            )
+        for precision, options in (
+            ("fp32", {}),
+            ("fp32", {"prefer_nhwc": True}),
+            ("fp32", {"tf32": True}),
+            ("fp16", {}),
+            ("fp16io", {}),
+            ("fp16io", {"fuse_conv_bias": False}),
+        ):
+            if options and not cuda:
+                continue
+            key = " ".join([arch, precision, *(f"{k}={v}" for k, v in options.items())])
+            result["verify_on_device"][key] = guarded(
+                lambda p=precision, f=folder, o=options: verify_on(f / f"model.{p}.onnx", cuda, o)
+            )  # fmt: skip
         write_json(result, cuda, args.json)
     result["training"] = guarded(lambda: train_run(args.smoke, compile=False))
     result["acceptance"] = judge(rows, args.smoke)
@@ -447,13 +475,15 @@ def measure_rows(arch: str, label: str, variants: dict[str, Any], args: argparse
     return rows
 
 
-def verify_on(path: Path, cuda: bool) -> dict[str, Any]:
+def verify_on(path: Path, cuda: bool, options: dict[str, Any]) -> dict[str, Any]:
     """The model's golden samples, run on the card (``Generator.verify``)."""
     from edgegen.runtime import Generator
 
-    gen = Generator(path, device="cuda" if cuda else "cpu")
+    gen = Generator(path, device="cuda" if cuda else "cpu", **options)
     report = gen.verify()
-    return {"passed": bool(report), "providers": gen.providers}
+    rows = [vars(r) for r in report.rows]
+    return {"passed": bool(report), "providers": gen.providers, "rows": rows,
+            "failures": report.failures}  # fmt: skip
 
 
 def write_json(result: dict[str, Any], cuda: bool, json_path: Path | None) -> list[Path]:
@@ -485,7 +515,8 @@ def kernel_profile(variants: dict[str, Any], folder: Path, on: str = "CUDA") -> 
     names = [
         "torch fp16 channels_last", "torch fp16 channels_last + CUDA graph",
         "edgegen fp16 I/O", "edgegen fp16 I/O + CUDA graph",
-        "edgegen fp16 I/O, no prefer_nhwc",
+        "edgegen fp16 I/O, no fuse_conv_bias", "edgegen fp16 I/O + CUDA graph, no fuse_conv_bias",
+        "edgegen fp32", "edgegen fp32, tf32",
     ]  # fmt: skip
     summary: dict[str, Any] = {}
     text = []

@@ -12,12 +12,21 @@ from .session import CUDNN_SEARCH
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-GPU_ONLY = ("prefer_nhwc", "cuda_graph", "cudnn_conv_algo_search", "trt_fp16", "trt_engine_cache")
+GPU_ONLY = (
+    "prefer_nhwc",
+    "cuda_graph",
+    "cudnn_conv_algo_search",
+    "tf32",
+    "fuse_conv_bias",
+    "trt_fp16",
+    "trt_engine_cache",
+)
 
 
 def session_options(fn: F) -> F:
-    """Add --io-binding, --prefer-nhwc, --cuda-graph, --cudnn-conv-algo-search, --trt-fp16,
-    --trt-engine-cache and --cpu-mem-arena; they reach the command as Generator's keywords."""
+    """Add --io-binding, --prefer-nhwc, --cuda-graph, --cudnn-conv-algo-search, --tf32,
+    --fuse-conv-bias, --trt-fp16, --trt-engine-cache and --cpu-mem-arena; they reach the command
+    as Generator's keywords."""
     options = [
         click.option(
             "--io-binding/--no-io-binding",
@@ -39,6 +48,18 @@ def session_options(fn: F) -> F:
             type=click.Choice(CUDNN_SEARCH, case_sensitive=False),
             default=None,
             help="cuDNN's convolution search. [default: EXHAUSTIVE]",
+        ),
+        click.option(
+            "--tf32/--no-tf32",
+            default=None,
+            help="CUDA may run fp32 convolutions in TF32 (faster, less exact). "
+            "[default: off for fp32 models]",
+        ),
+        click.option(
+            "--fuse-conv-bias/--no-fuse-conv-bias",
+            default=None,
+            help="cuDNN adds the bias inside the convolution kernel. "
+            "[default: on for cuda, off for fp32 models]",
         ),
         click.option("--trt-fp16", is_flag=True, help="TensorRT may build fp16 kernels."),
         click.option(

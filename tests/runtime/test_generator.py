@@ -303,6 +303,8 @@ def test_warmup_makes_the_shape_ready():
         ({"cuda_graph": True}, "cuda_graph cannot apply on the CPU"),
         ({"prefer_nhwc": True}, "prefer_nhwc cannot apply on the CPU"),
         ({"cudnn_conv_algo_search": "HEURISTIC"}, "cudnn_conv_algo_search cannot apply"),
+        ({"tf32": True}, "tf32 cannot apply on the CPU"),
+        ({"fuse_conv_bias": True}, "fuse_conv_bias cannot apply on the CPU"),
         ({"trt_fp16": True}, "TensorRT options need device tensorrt"),
         ({"trt_engine_cache": "cache"}, "trt_engine_cache cannot apply"),
         ({"cudnn_conv_algo_search": "fastest"}, "EXHAUSTIVE, HEURISTIC, DEFAULT"),
