@@ -59,7 +59,8 @@ class SessionConfig:
     - ``threads``: CPU intra-op threads [onnxruntime's choice].
     - ``io_binding``: reuse input/output buffers per shape [on for CUDA and TensorRT, off on the
       CPU, where it is honoured when asked for; its gain there was not measured].
-    - ``prefer_nhwc``: CUDA convolutions in NHWC [on for CUDA: faster on tensor cores].
+    - ``prefer_nhwc``: CUDA convolutions in NHWC [on for CUDA: faster on tensor cores; the
+      Generator turns it off for an fp32 model computed exactly, whose cuDNN kernels are NCHW].
     - ``cuda_graph``: capture a CUDA graph per input shape [off: for fixed shapes only].
     - ``cudnn_conv_algo_search``: EXHAUSTIVE, HEURISTIC or DEFAULT [onnxruntime's: EXHAUSTIVE].
     - ``tf32``: CUDA runs float32 convolutions in TF32 on Ampere and newer [None: off for a
