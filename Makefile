@@ -6,6 +6,9 @@ STAMP  := $(VENV)/.installed-stamp
 # The dev environment is pinned (requirements/constraints.txt); pyproject keeps open ranges.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
+# The top-level folders that are packages of edgegen (edgegen.<folder>), lowest layer first.
+PACKAGES := runtime runners evaluation train export pipeline cli models
+
 .PHONY: install lint typecheck test demo models clean
 
 install: $(STAMP)
@@ -21,12 +24,12 @@ lint: install
 	$(BIN)/ruff format --check .
 
 # mypy resolves edgegen.* through a symlink tree: the folders map onto the package only through
-# setuptools' package-dir, which mypy does not read. Strict on the runtime (see pyproject), on
-# the example app and on the scripts.
+# setuptools' package-dir, which mypy does not read. Strict on the runtime and the runners (see
+# pyproject), on the example app and on the scripts.
 typecheck: install
 	mkdir -p .typecheck/edgegen
-	for d in runtime train export models; do ln -sfn ../../$$d .typecheck/edgegen/$$d; done
-	$(BIN)/mypy -p edgegen.runtime -p edgegen.train -p edgegen.export -p edgegen.models
+	for d in $(PACKAGES); do ln -sfn ../../$$d .typecheck/edgegen/$$d; done
+	$(BIN)/mypy $(foreach d,$(PACKAGES),-p edgegen.$(d))
 	$(BIN)/mypy --strict examples scripts
 
 test: lint typecheck

@@ -24,8 +24,8 @@ from typing import Any
 
 from _machine import describe
 
-from edgegen.export.api import ExportConfig, export_checkpoint
 from edgegen.export.auto import TargetNotMet
+from edgegen.export.transaction import ExportConfig, export_checkpoint
 from edgegen.runtime.files import atomic_write_text
 
 RESULTS = Path(__file__).parent / "results"
@@ -95,7 +95,7 @@ def main() -> None:
             # The speed goal is stated in edgegen bench's terms: run exactly that command.
             bench_path = RESULTS / f"bench-auto-quant-{n}.json"
             models = [str(final / f"model.{p}.onnx") for p in ("fp32", "int8", "auto")]
-            command = [sys.executable, "-m", "edgegen.runtime.cli", "bench", *models,
+            command = [sys.executable, "-m", "edgegen.cli", "bench", *models,
                        "--threads", "2", "--sizes", "256", "--rounds", str(args.rounds),
                        "--json", str(bench_path)]  # fmt: skip
             subprocess.run(command, check=True)

@@ -93,15 +93,20 @@ PYTEST_PACKAGES = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "py.
 
 def ensure_edgegen_importable() -> None:
     """Import edgegen from this checkout when it is not installed (the GPU machine): a symlink
-    tree <tmp>/edgegen/{runtime,train,export,models} -> the repo's folders. edgegen is a
-    namespace package (there is no edgegen/__init__.py), so the links are all it needs."""
+    tree <tmp>/edgegen/<package> -> the repo's folder, for each package of pyproject.toml's
+    package-dir. edgegen is a namespace package (there is no edgegen/__init__.py), so the links
+    are all it needs."""
     try:
         import edgegen.runtime
     except ModuleNotFoundError:
+        import tomllib
+
         tree = Path(tempfile.mkdtemp(prefix="edgegen-tree-"))
         (tree / "edgegen").mkdir()
-        for name in ("runtime", "train", "export", "models"):
-            (tree / "edgegen" / name).symlink_to(ROOT / name, target_is_directory=True)
+        setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+        for package, folder in setup["package-dir"].items():
+            link = tree / package.replace(".", "/")
+            link.symlink_to(ROOT / folder, target_is_directory=True)
         sys.path.insert(0, str(tree))
         print(f"edgegen imported from {ROOT} through {tree}", file=sys.stderr)
         import edgegen.runtime  # noqa: F401
@@ -117,8 +122,8 @@ def prepare(out: Path, smoke: bool, small_run: Path | None) -> None:
     import onnx
     import torch
 
-    from edgegen.export.api import ExportConfig, export_checkpoint
     from edgegen.export.fp16 import convert_fp16
+    from edgegen.export.transaction import ExportConfig, export_checkpoint
     from edgegen.train.checkpoint import save_checkpoint
     from edgegen.train.config import TrainConfig
     from edgegen.train.trainer import build_model, make_spec
@@ -352,7 +357,7 @@ def to_numpy(y: Any) -> np.ndarray:
 def measure(
     calls: dict[str, Callable[[], None]], rounds: int, block: int
 ) -> dict[str, list[float]]:
-    from edgegen.runtime.bench import time_alternating
+    from edgegen.evaluation.timing import time_alternating
 
     return time_alternating(calls, rounds, block)
 

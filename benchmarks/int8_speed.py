@@ -27,15 +27,15 @@ import onnxruntime as ort
 import torch
 from _machine import describe
 
+from edgegen.evaluation.degrade import degradation_from_spec
+from edgegen.evaluation.photos import bundled_paths, load_all
 from edgegen.export.calib import calibration_inputs
 from edgegen.export.int8 import quantize_int8
 from edgegen.export.onnx_export import export_fp32 as export_model_fp32
-from edgegen.runtime.degrade import degradation_from_spec
 from edgegen.runtime.spec import ModelSpec
 from edgegen.train.checkpoint import load_checkpoint
 from edgegen.train.config import TrainConfig
-from edgegen.train.data import make_val_pairs
-from edgegen.train.data.images import bundled_paths, load_all
+from edgegen.train.data import val_samples
 from edgegen.train.trainer import build_model, make_spec
 from edgegen.train.validate import psnr_ssim
 
@@ -118,7 +118,7 @@ def accuracy(
     """PSNR/SSIM vs ground truth on the held-out photos, and the error vs fp32 in 8-bit steps
     (LSB): mean, 99.9th percentile and largest, over every pixel of the three photos."""
     photos = load_all(bundled_paths("val"), spec.in_channels).photos
-    pairs = make_val_pairs(photos, degradation_from_spec(spec.degradation), spec.scale)
+    pairs = val_samples(photos, degradation_from_spec(spec.degradation), spec.scale)
     per: dict[str, dict[str, Any]] = {"torch": {}, **{name: {} for name in sessions}}
     errors: dict[str, list[np.ndarray]] = {name: [] for name in sessions if name != "fp32"}
     for pair in pairs:
@@ -130,7 +130,7 @@ def accuracy(
         for name, out in outputs.items():
             img = np.ascontiguousarray(np.clip(out, 0.0, 1.0)[0].transpose(1, 2, 0))
             psnr, ssim = psnr_ssim(pair.clean, img)
-            per[name][pair.name] = {"psnr": round(psnr, 3), "ssim": round(ssim, 4)}
+            per[name][pair.photo] = {"psnr": round(psnr, 3), "ssim": round(ssim, 4)}
             if name in errors:
                 errors[name].append((np.abs(np.clip(out, 0.0, 1.0) - fp32) * 255.0).ravel())
     result: dict[str, Any] = {}

@@ -29,9 +29,9 @@ import onnxruntime as ort
 from _machine import describe
 from int8_speed import export_fp32, load_model
 
+from edgegen.evaluation.timing import time_alternating
 from edgegen.export.calib import calibration_inputs
 from edgegen.export.int8 import quantize_int8
-from edgegen.runtime.bench import time_alternating
 
 
 def session(path: Path, threads: int, spin: bool) -> ort.InferenceSession:

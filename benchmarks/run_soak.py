@@ -63,7 +63,7 @@ def main() -> None:
         src, out = Path(tmp) / "in", Path(tmp) / "out"
         src.mkdir()
         make_images(src, args.images, args.size)
-        cmd = [sys.executable, "-m", "edgegen.runtime.cli", "run", str(args.model), str(src),
+        cmd = [sys.executable, "-m", "edgegen.cli", "run", str(args.model), str(src),
                "-o", str(out), "--no-progress"]  # fmt: skip
         env = dict(os.environ, PYTHONUNBUFFERED="1")  # one line as each image is written
         started = time.monotonic()

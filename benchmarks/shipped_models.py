@@ -30,13 +30,12 @@ from typing import Any
 import numpy as np
 from _machine import describe
 
-from edgegen.runtime.degrade import BicubicDownscale, GaussianNoise
+from edgegen.evaluation.degrade import BicubicDownscale, GaussianNoise
+from edgegen.evaluation.photos import BUNDLED_HELD_OUT, BUNDLED_TRAIN, bundled_paths, load_all
 from edgegen.runtime.files import atomic_write_text
 from edgegen.runtime.generator import Generator
-from edgegen.runtime.images import BUNDLED_HELD_OUT
 from edgegen.runtime.zoo import models_root
-from edgegen.train.data import make_val_pairs
-from edgegen.train.data.images import BUNDLED_TRAIN, bundled_paths, load_all
+from edgegen.train.data import val_samples
 from edgegen.train.validate import input_baseline, psnr_ssim
 
 SIGMAS = (15.0, 25.0, 50.0)
@@ -136,7 +135,7 @@ def measure_denoiser(gens: dict[str, Generator], runs: int) -> dict[str, Any]:
     photos = held_out()
     result: dict[str, Any] = {"precisions": {p: {} for p in gens}, "sigmas": {}}
     for sigma in SIGMAS:
-        pairs = make_val_pairs(photos, GaussianNoise(sigma))
+        pairs = val_samples(photos, GaussianNoise(sigma))
         key = f"sigma{sigma:g}"
         row: dict[str, Any] = {"noisy": score(pairs, [p.degraded for p in pairs])}
         for precision, gen in gens.items():
@@ -147,7 +146,7 @@ def measure_denoiser(gens: dict[str, Generator], runs: int) -> dict[str, Any]:
             row["bm3d_issue"] = BM3D
             per_photo = {
                 p: {
-                    pair.name: psnr_ssim(pair.clean, run_model(g, pair.degraded))[0]
+                    pair.photo: psnr_ssim(pair.clean, run_model(g, pair.degraded))[0]
                     for pair in pairs
                 }
                 for p, g in gens.items()
@@ -164,7 +163,7 @@ def measure_denoiser(gens: dict[str, Generator], runs: int) -> dict[str, Any]:
 
 
 def measure_sr(gens: dict[str, Generator], scale: int, runs: int) -> dict[str, Any]:
-    pairs = make_val_pairs(held_out(), BicubicDownscale(scale), scale)
+    pairs = val_samples(held_out(), BicubicDownscale(scale), scale)
     result: dict[str, Any] = {"precisions": {p: {} for p in gens}}
     result["bicubic"] = score(pairs, [input_baseline(p, scale) for p in pairs])
     for precision, gen in gens.items():

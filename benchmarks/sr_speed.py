@@ -37,10 +37,10 @@ from _machine import describe
 from int8_speed import accuracy, export_fp32, load_model
 from torch import nn
 
+from edgegen.evaluation.timing import time_alternating
 from edgegen.export import int8 as int8_module
 from edgegen.export.calib import calibration_inputs
 from edgegen.export.int8 import quantize_int8
-from edgegen.runtime.bench import time_alternating
 from edgegen.train.archs import ResidualGenerator
 
 

@@ -28,7 +28,7 @@ def run(preset: str, steps: int, out: Path) -> list[dict]:
     cmd = [
         sys.executable,
         "-m",
-        "edgegen.runtime.cli",
+        "edgegen.cli",
         "train",
         "--preset",
         preset,

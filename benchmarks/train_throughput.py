@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from _machine import describe
 
+from edgegen.evaluation.photos import bundled_paths, load_all
 from edgegen.train import archs
 from edgegen.train.config import TrainConfig
-from edgegen.train.data.images import bundled_paths, load_all
 from edgegen.train.trainer import train
 
 

@@ -37,7 +37,7 @@ from torch import nn
 from edgegen.runtime.errors import EdgegenError
 from edgegen.runtime.spec import ModelSpec
 
-from .evalset import RANKING_PHOTOS, held_out_set, measure, ranking_set
+from .evalset import RANKING_PHOTOS, EvalSet, held_out_set, measure, ranking_set
 from .onnx_export import set_spec
 from .sensitivity import NodeScore, groups, qdq_params, rank_int8_nodes, score
 from .target import Measure, Target
@@ -149,185 +149,232 @@ def search(
     settings: AutoSettings,
     log: Log = _stderr,
 ) -> AutoResult:
-    """Write the first candidate that meets ``target`` to ``out_path``; raise TargetNotMet."""
-    from .calib import calibration_inputs
-    from .int8 import quantize_int8
+    """Write the first candidate that meets ``target`` to ``out_path``; raise TargetNotMet.
 
-    start = time.perf_counter()
-    held = held_out_set(spec, fp32_path, settings.val)
-    fp32_measure = measure(fp32_path, held)
-    if not target.met(fp32_measure):
-        raise TargetNotMet(
-            f"not even fp32 meets --target {target}: " + "; ".join(target.failures(fp32_measure))
-        )
-    candidates: list[Candidate] = []
-    sensitivity: list[NodeScore] = []
-    calib_cache: dict[int, list[np.ndarray]] = {}
+    The candidates, cheapest first: plain int8, the best calibration, mixed precision, QAT
+    (each step starts from what the one before found)."""
+    search = _Search(fp32_path, spec, module, target, settings, log)
+    search.check_fp32()
+    with tempfile.TemporaryDirectory(prefix="edgegen-auto-") as tmp_dir:
+        search.tmp = Path(tmp_dir)
+        for step in (search.plain, search.calibration, search.mixed, search.qat):
+            found = step()
+            if found is not None:
+                return search.finish(*found, out_path)
+    raise search.not_met()
 
-    def calib(count: int) -> list[np.ndarray]:
-        if count not in calib_cache:
-            calib_cache[count] = calibration_inputs(spec, settings.calib, count)
-        return calib_cache[count]
+
+Found = tuple[Candidate, Path]  # a candidate that meets the target, and its model file
+
+
+class _Search:
+    """The state of one search: the held-out and ranking photos, the candidates so far, and
+    what each step hands the next (the best calibration, its fixed ranges)."""
+
+    def __init__(
+        self,
+        fp32_path: Path,
+        spec: ModelSpec,
+        module: nn.Module,
+        target: Target,
+        settings: AutoSettings,
+        log: Log,
+    ) -> None:
+        self.fp32_path, self.spec, self.module = fp32_path, spec, module
+        self.target, self.settings, self.log = target, settings, log
+        self.start = time.perf_counter()
+        self.tmp = Path()
+        self.held = held_out_set(spec, fp32_path, settings.val)
+        self.candidates: list[Candidate] = []
+        self.sensitivity: list[NodeScore] = []
+        self._calib: dict[int, list[np.ndarray]] = {}
+        self._ranking: EvalSet | None = None
+        self.qat_note = ""
+        # Handed on by the steps: plain int8, then the best calibration and its ranges.
+        self.best: tuple[str, Path, dict[str, Any], Measure | None] = ("", Path(), {}, None)
+        self.fixed: dict[str, list[dict[str, Any]]] = {}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def calib(self, count: int) -> list[np.ndarray]:
+        from .calib import calibration_inputs
+
+        if count not in self._calib:
+            self._calib[count] = calibration_inputs(self.spec, self.settings.calib, count)
+        return self._calib[count]
+
+    @property
+    def ranking(self) -> EvalSet:
+        if self._ranking is None:
+            self._ranking = ranking_set(self.spec, self.fp32_path)
+        return self._ranking
+
+    def quantize(self, out: Path, calib: list[np.ndarray], **options: Any) -> dict[str, Any]:
+        from .int8 import quantize_int8
+
+        s = self.settings
+        return quantize_int8(
+            self.fp32_path, out, calib, per_channel=s.per_channel, progress=False,
+            channel_pad=s.channel_pad, **options,
+        )  # fmt: skip
 
     def check(
-        name: str, path: str, model: Path, info: dict[str, Any], t0: float, **extra: Any
-    ) -> Candidate:
-        m = measure(model, held)
-        failures = target.failures(m)
+        self, name: str, path: str, model: Path, info: dict[str, Any], t0: float, **extra: Any
+    ) -> Found | None:
+        """Measure a candidate on the held-out photos; it is found when it meets the target."""
+        m = measure(model, self.held)
+        failures = self.target.failures(m)
         cand = Candidate(
             name, path, info, m, not failures, failures, time.perf_counter() - t0, **extra
         )
-        candidates.append(cand)
+        self.candidates.append(cand)
         verdict = "meets the target" if cand.met else "misses: " + "; ".join(failures)
-        log(f"auto: {name}: held-out {m.brief()}  -> {verdict}")
-        return cand
+        self.log(f"auto: {name}: held-out {m.brief()}  -> {verdict}")
+        return (cand, model) if cand.met else None
 
-    with tempfile.TemporaryDirectory(prefix="edgegen-auto-") as tmp_dir:
-        tmp = Path(tmp_dir)
+    # -- the steps -------------------------------------------------------------------------
 
-        def finish(cand: Candidate, model: Path) -> AutoResult:
-            if cand.nodes_in_float:
-                # Float nodes inside: the spec says "mixed", never "int8".
-                proto = onnx.load(str(model))
-                set_spec(proto, spec.replace(precision="mixed"))
-                onnx.save(proto, str(out_path))
-            else:
-                shutil.copyfile(model, out_path)  # byte for byte what was measured
-            speed = measure_speed(fp32_path, out_path, spec.in_channels)
-            log(
-                f"auto: chose {cand.name} ({cand.path}); {speed['speedup']:.2f}x fp32's speed "
-                f"at {SPEED_SIZE}x{SPEED_SIZE}, {SPEED_THREADS} threads"
-            )
-            return AutoResult(
-                target, cand, candidates, sensitivity, speed, time.perf_counter() - start
+    def check_fp32(self) -> None:
+        fp32 = measure(self.fp32_path, self.held)
+        if not self.target.met(fp32):
+            raise TargetNotMet(
+                f"not even fp32 meets --target {self.target}: "
+                + "; ".join(self.target.failures(fp32))
             )
 
-        # 1. plain int8, as --precision int8 makes it
+    def plain(self) -> Found | None:
+        """1. plain int8, as --precision int8 makes it."""
         t0 = time.perf_counter()
-        plain = tmp / "int8.onnx"
-        info = quantize_int8(
-            fp32_path, plain, calib(settings.calib_count), method=settings.calib_method,
-            per_channel=settings.per_channel, progress=False, channel_pad=settings.channel_pad,
-        )  # fmt: skip
-        cand = check(f"int8 {settings.calib_method}", "int8", plain, info, t0)
-        if cand.met:
-            return finish(cand, plain)
+        s = self.settings
+        path = self.tmp / "int8.onnx"
+        info = self.quantize(path, self.calib(s.calib_count), method=s.calib_method)
+        name = f"int8 {s.calib_method}"
+        self.best = (name, path, info, None)
+        return self.check(name, "int8", path, info, t0)
 
-        # 2. the best calibration on the ranking photos
-        ranking = ranking_set(spec, fp32_path)
+    def calibration(self) -> Found | None:
+        """2. the calibration that does best on the ranking photos."""
         t0 = time.perf_counter()
-        options: list[tuple[str, Path, dict[str, Any], Measure]] = [
-            (cand.name, plain, info, measure(plain, ranking))
-        ]
+        plain_name, plain, plain_info, _ = self.best
+        options = [(plain_name, plain, plain_info, measure(plain, self.ranking))]
         for label, kwargs in CALIBRATIONS:
             kwargs = dict(kwargs)
-            count = int(kwargs.pop("count", settings.calib_count))
-            path = tmp / f"calib{len(options)}.onnx"
-            got = quantize_int8(
-                fp32_path, path, calib(count), per_channel=settings.per_channel,
-                progress=False, channel_pad=settings.channel_pad, **kwargs,
-            )  # fmt: skip
-            m = measure(path, ranking)
-            log(f"auto: calibration {label}: ranking {m.brief()}")
-            options.append((label, path, got, m))
-        best = max(options, key=lambda o: score(target, o[3]))
-        best_label, best_path, best_info, best_rank = best
-        if best_path != plain:
-            cand = check(
-                f"int8 {best_label}", "calibration", best_path, best_info, t0, ranking=best_rank
-            )
-            if cand.met:
-                return finish(cand, best_path)
-        else:
-            log("auto: no calibration beats plain int8 on the ranking photos")
+            count = int(kwargs.pop("count", self.settings.calib_count))
+            path = self.tmp / f"calib{len(options)}.onnx"
+            info = self.quantize(path, self.calib(count), **kwargs)
+            m = measure(path, self.ranking)
+            self.log(f"auto: calibration {label}: ranking {m.brief()}")
+            options.append((label, path, info, m))
+        label, path, info, rank = max(options, key=lambda o: score(self.target, o[3]))
+        self.best = (label, path, info, rank)
+        if path == plain:
+            self.log("auto: no calibration beats plain int8 on the ranking photos")
+            return None
+        return self.check(f"int8 {label}", "calibration", path, info, t0, ranking=rank)
 
-        # 3. mixed precision: the most harmful nodes in float, same ranges for everything else
+    def mixed(self) -> Found | None:
+        """3. the most harmful nodes in float, the same ranges for everything else."""
         t0 = time.perf_counter()
-        fixed = qdq_params(best_path)
-        tiny = [np.zeros((1, spec.in_channels, 8, 8), np.float32)]  # every range is fixed
+        label, path, info, _ = self.best
+        self.fixed = qdq_params(path)
+        tiny = [np.zeros((1, self.spec.in_channels, 8, 8), np.float32)]  # every range is fixed
 
         def quantize_without(out: Path, nodes: list[str]) -> None:
-            quantize_int8(
-                fp32_path, out, tiny, per_channel=settings.per_channel, progress=False,
-                nodes_to_exclude=nodes, tensor_overrides=fixed, channel_pad=settings.channel_pad,
-            )  # fmt: skip
+            self.quantize(out, tiny, nodes_to_exclude=nodes, tensor_overrides=self.fixed)
 
-        sensitivity = rank_int8_nodes(
-            fp32_path, quantize_without, ranking, target, settings.progress
+        self.sensitivity = rank_int8_nodes(
+            self.fp32_path, quantize_without, self.ranking, self.target, self.settings.progress
         )
-        log(
+        self.log(
             "auto: most harmful nodes: "
-            + ", ".join(f"{s.node} ({s.gain:+.3f})" for s in sensitivity[:6])
+            + ", ".join(f"{s.node} ({s.gain:+.3f})" for s in self.sensitivity[:6])
         )
-        limit = max(1, int(len(sensitivity) * MAX_FLOAT_SHARE))
+        limit = max(1, int(len(self.sensitivity) * MAX_FLOAT_SHARE))
         for k in groups(limit):
-            nodes = [s.node for s in sensitivity[:k]]
-            path = tmp / f"mixed{k}.onnx"
-            quantize_without(path, nodes)
-            cand = check(
-                f"int8 {best_label}, {k} node(s) in fp32", "mixed", path,
-                {**best_info, "nodes_to_exclude": nodes}, t0, nodes_in_float=nodes,
+            nodes = [s.node for s in self.sensitivity[:k]]
+            model = self.tmp / f"mixed{k}.onnx"
+            quantize_without(model, nodes)
+            found = self.check(
+                f"int8 {label}, {k} node(s) in fp32", "mixed", model,
+                {**info, "nodes_to_exclude": nodes}, t0, nodes_in_float=nodes,
             )  # fmt: skip
-            if cand.met:
-                return finish(cand, path)
+            if found is not None:
+                return found
+        return None
 
-        # 4. quantization-aware fine-tuning
-        qat_note = " (QAT was not tried: --qat 0)" if settings.qat_steps <= 0 else ""
-        if settings.qat_steps > 0:
-            from edgegen.train.qat import check_supported
+    def qat(self) -> Found | None:
+        """4. a short quantization-aware fine-tune, from the best calibration's ranges."""
+        s = self.settings
+        if s.qat_steps <= 0:
+            self.qat_note = " (QAT was not tried: --qat 0)"
+            return None
+        from edgegen.train.qat import check_supported
 
-            try:
-                check_supported(module)
-            except EdgegenError as exc:
-                qat_note = f" (QAT was not tried: {exc})"
-        if not qat_note:
-            from .qat import quantize_with_qat, run_qat, start_from
+        try:
+            check_supported(self.module)
+        except EdgegenError as exc:
+            self.qat_note = f" (QAT was not tried: {exc})"
+            return None
+        from .qat_ranges import quantize_with_qat, run_qat, start_from
 
-            t0 = time.perf_counter()
-            # From the best calibration's ranges: QAT then only has to improve on them.
-            result = run_qat(module, spec, settings.calib, settings.calib_count,
-                             settings.qat_steps, settings.progress,
-                             start=start_from(fp32_path, fixed))  # fmt: skip
-            path = tmp / "qat.onnx"
-            qinfo = quantize_with_qat(
-                module, result, spec, settings.opset, path, calib(settings.calib_count),
-                settings.per_channel, tmp, channel_pad=settings.channel_pad,
-            )  # fmt: skip
-            qinfo["qat"]["started_from"] = best_label
-            cand = check(f"QAT {settings.qat_steps} steps", "qat", path, qinfo, t0)
-            if cand.met:
-                return finish(cand, path)
+        t0 = time.perf_counter()
+        # From the best calibration's ranges: QAT then only has to improve on them.
+        result = run_qat(self.module, self.spec, s.calib, s.calib_count, s.qat_steps,
+                         s.progress, start=start_from(self.fp32_path, self.fixed))  # fmt: skip
+        path = self.tmp / "qat.onnx"
+        info = quantize_with_qat(
+            self.module, result, self.spec, s.opset, path, self.calib(s.calib_count),
+            s.per_channel, self.tmp, channel_pad=s.channel_pad,
+        )  # fmt: skip
+        info["qat"]["started_from"] = self.best[0]
+        return self.check(f"QAT {s.qat_steps} steps", "qat", path, info, t0)
 
-    best_try = max(candidates, key=lambda c: score(target, c.held_out))
-    raise TargetNotMet(
-        f"only fp32 meets --target {target}: the closest quantized candidate, {best_try.name}, "
-        f"has {'; '.join(best_try.failures)} on the held-out photos" + qat_note
-    )
+    # -- the end ---------------------------------------------------------------------------
+
+    def finish(self, cand: Candidate, model: Path, out_path: Path) -> AutoResult:
+        if cand.nodes_in_float:
+            # Float nodes inside: the spec says "mixed", never "int8".
+            proto = onnx.load(str(model))
+            set_spec(proto, self.spec.replace(precision="mixed"))
+            onnx.save(proto, str(out_path))
+        else:
+            shutil.copyfile(model, out_path)  # byte for byte what was measured
+        speed = measure_speed(self.fp32_path, out_path, self.spec.in_channels)
+        self.log(
+            f"auto: chose {cand.name} ({cand.path}); {speed['speedup']:.2f}x fp32's speed "
+            f"at {SPEED_SIZE}x{SPEED_SIZE}, {SPEED_THREADS} threads"
+        )
+        seconds = time.perf_counter() - self.start
+        return AutoResult(self.target, cand, self.candidates, self.sensitivity, speed, seconds)
+
+    def not_met(self) -> TargetNotMet:
+        best = max(self.candidates, key=lambda c: score(self.target, c.held_out))
+        return TargetNotMet(
+            f"only fp32 meets --target {self.target}: the closest quantized candidate, "
+            f"{best.name}, has {'; '.join(best.failures)} on the held-out photos" + self.qat_note
+        )
 
 
 def measure_speed(
     fp32_path: Path, model_path: Path, channels: int = 3, rounds: int = 6
 ) -> dict[str, Any]:
     """Median latency of fp32 and the chosen model, alternating blocks (edgegen bench's way)."""
-    from edgegen.runtime.bench import time_alternating
-
-    from .evalset import session
-    from .onnx_export import INPUT_NAME, OUTPUT_NAME
+    from edgegen.evaluation.timing import time_alternating
+    from edgegen.runners import Runner, onnx_runner
 
     x = np.random.default_rng(0).random((1, channels, SPEED_SIZE, SPEED_SIZE), np.float32)
     # Without spinning: alternating two sessions on few cores, one's idle workers spinning after
     # its run steal the cores from the other's (benchmarks/int8_speed.py measured fp32 76 ms
     # alternating against 46 ms alone with spinning on).
-    sessions = {
-        "fp32": session(fp32_path, SPEED_THREADS, spin=False),
-        "auto": session(model_path, SPEED_THREADS, spin=False),
+    runners = {
+        name: onnx_runner(path, "onnxruntime", "cpu", threads=SPEED_THREADS, spinning=False)
+        for name, path in (("fp32", fp32_path), ("auto", model_path))
     }
 
-    def call(sess: Any) -> Callable[[], Any]:
-        return lambda: sess.run([OUTPUT_NAME], {INPUT_NAME: x})
+    def call(runner: Runner) -> Callable[[], Any]:
+        return lambda: runner.infer(x)
 
-    calls = {name: call(sess) for name, sess in sessions.items()}
-    times = time_alternating(calls, rounds)
+    times = time_alternating({name: call(r) for name, r in runners.items()}, rounds)
     fp32_ms = statistics.median(times["fp32"]) * 1000
     auto_ms = statistics.median(times["auto"]) * 1000
     return {

@@ -16,10 +16,10 @@ import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 from tqdm import tqdm
 
-from edgegen.runtime.degrade import degradation_from_spec
+from edgegen.evaluation.degrade import degradation_from_spec
+from edgegen.evaluation.photos import Photo, bundled_paths, find_images, load_all
 from edgegen.runtime.errors import EdgegenError
 from edgegen.runtime.spec import ModelSpec
-from edgegen.train.data.images import Photo, bundled_paths, find_images, load_all
 
 Log = Callable[[str], None]
 

@@ -181,29 +181,12 @@ def quantize_int8(
         pre_path = Path(tmp) / "preprocessed.onnx"
         quant_path = Path(tmp) / "int8.onnx"
         _pre_process(fp32_path, pre_path, Path(tmp))
-        pre_nodes = onnx.load(str(pre_path)).graph.node
-        fixed_float = [
-            n.name
-            for n in pre_nodes
-            if n.op_type == "Conv" and n.name.startswith(FLOAT_NODE_PREFIXES)
-        ]
-        if excluded:
-            names = {node.name for node in pre_nodes}
-            unknown = [n for n in excluded if n not in names]
-            if unknown:
-                # quantize_static ignores unknown names silently; a typo would go unnoticed.
-                raise EdgegenError(
-                    f"nodes to exclude not in the (pre-processed) model: {', '.join(unknown)}"
-                )
+        pre_graph = onnx.load(str(pre_path)).graph
+        fixed_float = _float_nodes(pre_graph)
+        _check_excluded(pre_graph, excluded)
         options = dict(extra_options or {})
         if tensor_overrides:
-            graph = onnx.load(str(pre_path)).graph
-            tensors = {name for node in graph.node for name in (*node.input, *node.output)}
-            unknown = sorted(set(tensor_overrides) - tensors)
-            if unknown:
-                raise EdgegenError(
-                    f"tensor overrides name tensors not in the model: {', '.join(unknown[:4])}"
-                )
+            _check_overrides(pre_graph, tensor_overrides)
             options["TensorQuantOverrides"] = tensor_overrides
         # The entropy and percentile calibrators print() their progress; keep stdout for the
         # caller's output (a CLI may print JSON there) and send it to stderr with the bar.
@@ -225,21 +208,7 @@ def quantize_int8(
     padded = pad_conv_channels(quantized) if channel_pad else []
     if padded:
         onnx.checker.check_model(quantized)
-
-    # The quantizer may add keys of its own (pre-processing marks); keep them, and put back the
-    # fp32 model's keys, the updated spec among them.
-    props = {p.key: p.value for p in quantized.metadata_props}
-    props.update(metadata)
-    del quantized.metadata_props[:]
-    for key, value in props.items():
-        quantized.metadata_props.add(key=key, value=value)
-    data = quantized.SerializeToString()
-
-    def write(tmp_path: Path) -> None:
-        tmp_path.write_bytes(data)
-
-    atomic_write(out_path, write)
-
+    _write(out_path, quantized, metadata)
     return {
         "mode": "static",
         "format": "QDQ",
@@ -255,6 +224,49 @@ def quantize_int8(
         **({"tensor_overrides": len(tensor_overrides)} if tensor_overrides else {}),
         "onnxruntime": onnxruntime.__version__,
     }
+
+
+def _float_nodes(graph: onnx.GraphProto) -> list[str]:
+    """The convs kept in float whatever the settings (:data:`FLOAT_NODE_PREFIXES`)."""
+    return [
+        n.name for n in graph.node if n.op_type == "Conv" and n.name.startswith(FLOAT_NODE_PREFIXES)
+    ]
+
+
+def _check_excluded(graph: onnx.GraphProto, excluded: list[str]) -> None:
+    # quantize_static ignores unknown names silently; a typo would go unnoticed.
+    names = {node.name for node in graph.node}
+    unknown = [n for n in excluded if n not in names]
+    if unknown:
+        raise EdgegenError(
+            f"nodes to exclude not in the (pre-processed) model: {', '.join(unknown)}"
+        )
+
+
+def _check_overrides(graph: onnx.GraphProto, overrides: dict[str, Any]) -> None:
+    tensors = {name for node in graph.node for name in (*node.input, *node.output)}
+    unknown = sorted(set(overrides) - tensors)
+    if unknown:
+        raise EdgegenError(
+            f"tensor overrides name tensors not in the model: {', '.join(unknown[:4])}"
+        )
+
+
+def _write(out_path: Path, quantized: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    """The quantized model under its real name, atomically, with the fp32 model's metadata."""
+    # The quantizer may add keys of its own (pre-processing marks); keep them, and put back the
+    # fp32 model's keys, the updated spec among them.
+    props = {p.key: p.value for p in quantized.metadata_props}
+    props.update(metadata)
+    del quantized.metadata_props[:]
+    for key, value in props.items():
+        quantized.metadata_props.add(key=key, value=value)
+    data = quantized.SerializeToString()
+
+    def write(tmp_path: Path) -> None:
+        tmp_path.write_bytes(data)
+
+    atomic_write(out_path, write)
 
 
 def _jsonable(options: dict[str, Any]) -> dict[str, Any]:

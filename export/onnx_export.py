@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import tempfile
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,15 +76,18 @@ def export_fp32(
 def slim(model: onnx.ModelProto, spec: ModelSpec) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """onnxslim's clean-up, kept only if it computes what the original does (to float rounding).
 
-    Checked on an odd-sized random input on onnxruntime; the result says whether it was kept.
+    Checked on an odd-sized random input (rounded up to the pad multiple) on onnxruntime; the
+    result says whether it was kept.
     """
     import onnxslim
 
     slimmed = onnxslim.slim(model)
     if not isinstance(slimmed, onnx.ModelProto):  # pragma: no cover - onnxslim API contract
         return model, {"tool": "onnxslim", "applied": False, "reason": "no model returned"}
-    x = np.random.default_rng(0).random((1, spec.in_channels, 29, 41), dtype=np.float32)
-    before, after = run_onnx(model, x), run_onnx(slimmed, x)
+    pm = spec.pad_multiple
+    h, w = -(-29 // pm) * pm, -(-41 // pm) * pm
+    x = np.random.default_rng(0).random((1, spec.in_channels, h, w), dtype=np.float32)
+    before, after = run_onnx(model, x, spec), run_onnx(slimmed, x, spec)
     same_shape = before.shape == after.shape
     diff = float(np.abs(before - after).max()) if same_shape else float("inf")
     info = {
@@ -95,17 +100,18 @@ def slim(model: onnx.ModelProto, spec: ModelSpec) -> tuple[onnx.ModelProto, dict
     return (slimmed if info["applied"] else model), info
 
 
-def run_onnx(model: onnx.ModelProto | bytes | str, x: np.ndarray) -> np.ndarray:
-    """Run a model once on onnxruntime's CPU provider, without graph optimisations beyond the
-    basic ones, so that comparisons see the graph as written."""
-    import onnxruntime as ort
+def run_onnx(model: onnx.ModelProto, x: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Run a model once on onnxruntime's CPU provider (a runner, on a scratch copy of the model
+    with ``spec`` attached)."""
+    from edgegen.runners import onnx_runner
 
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    out: Any = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-    return np.asarray(out)
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    set_spec(copy, spec)
+    with tempfile.TemporaryDirectory(prefix="edgegen-slim-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        onnx.save(copy, str(path))
+        return onnx_runner(path, "onnxruntime", "cpu").infer(x)
 
 
 def set_spec(model: onnx.ModelProto, spec: ModelSpec) -> None:

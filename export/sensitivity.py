@@ -126,26 +126,30 @@ def fp16_block_nodes(
     """
     from .fp16 import convert_fp16
 
-    def build(nodes: list[str]) -> bytes:
-        return convert_fp16(fp32_model, node_block_list=tuple(nodes)).SerializeToString()
+    with tempfile.TemporaryDirectory(prefix="edgegen-fp16-") as tmp:
+        path = Path(tmp) / "fp16.onnx"
 
-    first = measure(build([]), evalset)
-    if passes(first):
-        return [], first
-    names = [n.name for n in fp32_model.graph.node if n.name]
-    gains = []
-    bar = tqdm(
-        names, desc="fp16 sensitivity", unit="node", file=sys.stderr, disable=not progress,
-        mininterval=0.5 if sys.stderr.isatty() else 10.0, dynamic_ncols=True,
-    )  # fmt: skip
-    for name in bar:
-        m = measure(build([name]), evalset)
-        gains.append((m.psnr_vs_fp32 - first.psnr_vs_fp32, name))
-    bar.close()
-    ranked = [name for _, name in sorted(gains, key=lambda g: -g[0])]
-    last = first
-    for k in groups(len(ranked)):
-        last = measure(build(ranked[:k]), evalset)
-        if passes(last):
-            return ranked[:k], last
+        def build(nodes: list[str]) -> Path:
+            onnx.save(convert_fp16(fp32_model, node_block_list=tuple(nodes)), str(path))
+            return path
+
+        first = measure(build([]), evalset)
+        if passes(first):
+            return [], first
+        names = [n.name for n in fp32_model.graph.node if n.name]
+        gains = []
+        bar = tqdm(
+            names, desc="fp16 sensitivity", unit="node", file=sys.stderr, disable=not progress,
+            mininterval=0.5 if sys.stderr.isatty() else 10.0, dynamic_ncols=True,
+        )  # fmt: skip
+        for name in bar:
+            m = measure(build([name]), evalset)
+            gains.append((m.psnr_vs_fp32 - first.psnr_vs_fp32, name))
+        bar.close()
+        ranked = [name for _, name in sorted(gains, key=lambda g: -g[0])]
+        last = first
+        for k in groups(len(ranked)):
+            last = measure(build(ranked[:k]), evalset)
+            if passes(last):
+                return ranked[:k], last
     return ranked, last

@@ -16,16 +16,20 @@ with IO binding each shape's reused buffers are used by one call at a time (a lo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import EdgegenError, ModelError, SpecError
+from .io_binding import Bindings, BoundRun
 from .manifest import check_manifest
+from .model_io import from_model, output_shape, pad_to_multiple, to_model
+from .onnx_metadata import read_metadata
 from .providers import CUDA, ProviderSpec
-from .session import Bindings, BoundRun, SessionConfig, open_session
+from .session import OpenedSession, open_session
+from .session_config import SessionConfig
 from .spec import METADATA_KEY, ModelSpec
 from .tiling import AUTO_TILE, AUTO_TILE_PIXELS, default_margin, default_overlap, run_tiled
 
@@ -58,7 +62,7 @@ class Generator:
     ``spec``: for a model whose file has no edgegen spec. ``verify_manifest``: when export's
     ``<model>.manifest.json`` sits beside the file, refuse a model whose sha256 differs from it.
 
-    Session options (keyword-only; see :class:`edgegen.runtime.session.SessionConfig`):
+    Session options (keyword-only; see :class:`edgegen.runtime.session_config.SessionConfig`):
     ``io_binding`` (default: on for CUDA/TensorRT, off on the CPU) reuses input/output buffers
     per shape; ``prefer_nhwc`` (default: on for CUDA) runs CUDA convolutions in NHWC;
     ``cuda_graph`` (default off) captures one CUDA graph per input shape, for fixed shapes;
@@ -67,7 +71,8 @@ class Generator:
     bias inside the convolution kernel (default: both on for CUDA, off for a model whose spec
     says fp32, which then computes in fp32, in NCHW unless ``prefer_nhwc`` is given);
     ``trt_fp16`` and ``trt_engine_cache`` (a folder) for TensorRT; ``cpu_mem_arena`` (default on)
-    is onnxruntime's CPU memory arena. A GPU-only option on a CPU session is an error.
+    is onnxruntime's CPU memory arena; ``spinning`` (default on) lets idle intra-op threads
+    spin. A GPU-only option on a CPU session is an error.
     """
 
     def __init__(
@@ -90,14 +95,10 @@ class Generator:
         trt_fp16: bool = False,
         trt_engine_cache: str | Path | None = None,
         cpu_mem_arena: bool = True,
+        spinning: bool = True,
     ) -> None:
         self.path = Path(path)
-        if self.path.is_dir():
-            raise EdgegenError(f"model {self.path} is a folder, not an ONNX file")
-        if not self.path.is_file():
-            raise EdgegenError(f"model {self.path}: no such file")
-        if verify_manifest:
-            check_manifest(self.path)
+        self._check_file(verify_manifest)
         config = SessionConfig(
             threads=threads,
             io_binding=io_binding,
@@ -109,63 +110,52 @@ class Generator:
             trt_fp16=trt_fp16,
             trt_engine_cache=str(trt_engine_cache) if trt_engine_cache is not None else None,
             cpu_mem_arena=cpu_mem_arena,
+            spinning=spinning,
         )
-        opened = open_session(self.path, providers if providers is not None else device, config)
+        known = spec if spec is not None else self._spec_from_file()
+        opened, self.spec = self._open(
+            providers if providers is not None else device, config, known
+        )
         self._session = opened.session
         self._providers = opened.providers
-        self.spec = spec if spec is not None else self._read_spec()
-        # Not under TensorRT, which builds its engine in the session (a second one would build it
-        # twice) and whose CUDA provider runs only the nodes TensorRT leaves.
-        on_cuda = opened.providers[0] == CUDA
-        if on_cuda and self.spec.precision == "fp32" and (tf32 is None or fuse_conv_bias is None):
-            # The CUDA defaults (onnxruntime's TF32, edgegen's bias fusion and NHWC) are for fp16
-            # models: their convolutions need TF32 left on to reach the tensor cores, and the
-            # fusion was measured on them. An fp32 model is reopened without TF32 or fusion, so
-            # that it computes in fp32 and passes its golden check, and in NCHW, where exact fp32
-            # ran 12-20% faster on the H100 (cuDNN's fp32 kernels are NCHW; NHWC added
-            # transposes). The spec is read from the session, hence the second session; fp16,
-            # the GPU's fast path, never pays for it.
-            exact = tf32 is not True
-            config = replace(
-                config,
-                tf32=False if tf32 is None else tf32,
-                fuse_conv_bias=False if fuse_conv_bias is None else fuse_conv_bias,
-                prefer_nhwc=False if prefer_nhwc is None and exact else prefer_nhwc,
-            )
-            opened = open_session(
-                self.path, providers if providers is not None else opened.providers, config
-            )
-            self._session = opened.session
-            self._providers = opened.providers
         self.options = opened.config  # what applies, defaults filled in for the provider
         self._check_io()
-        self._bindings = (
-            Bindings(
-                self._session,
-                (self._input_name, self._output_name),
-                (np.dtype(self._input_dtype), np.dtype(self._output_dtype)),
-                self._providers[0],
-                self.options.cuda_graph,
-            )
-            if self.options.io_binding
-            else None
-        )
-        self.tile = tile
-        self.overlap = (
-            overlap
-            if overlap is not None
-            else default_overlap(self.spec.receptive_field, self.spec.pad_multiple)
-        )
-        if self.overlap < 0:
-            raise EdgegenError(f"overlap must be >= 0, got {self.overlap}")
-        if tile is not None and tile < 0:
-            raise EdgegenError(f"tile must be >= 0 (0: never tile), got {tile}")
+        self._bindings = self._make_bindings()
+        self.tile, self.overlap = self._tiling(tile, overlap)
 
     # -- the model -----------------------------------------------------------------------------
 
-    def _read_spec(self) -> ModelSpec:
-        meta = self._session.get_modelmeta().custom_metadata_map
-        text = meta.get(METADATA_KEY)
+    def _check_file(self, verify_manifest: bool) -> None:
+        if self.path.is_dir():
+            raise EdgegenError(f"model {self.path} is a folder, not an ONNX file")
+        if not self.path.is_file():
+            raise EdgegenError(f"model {self.path}: no such file")
+        if verify_manifest:
+            check_manifest(self.path)
+
+    def _spec_from_file(self) -> ModelSpec | None:
+        """The spec read from the file itself, before any session: the session options on CUDA
+        depend on its precision. None for an ORT-format file, whose session says."""
+        metadata = read_metadata(self.path)
+        if metadata is None:
+            return None
+        return self._parse_spec(metadata.get(METADATA_KEY))
+
+    def _open(
+        self, device: str | Sequence[ProviderSpec], config: SessionConfig, spec: ModelSpec | None
+    ) -> tuple[OpenedSession, ModelSpec]:
+        """One session, with the options that suit the spec's precision (known from the file).
+        Only an ORT-format file on CUDA, whose spec the session alone can give, may need a
+        second one when the spec says fp32."""
+        opened = open_session(self.path, device, config, spec.precision if spec else None)
+        if spec is None:
+            meta = opened.session.get_modelmeta().custom_metadata_map
+            spec = self._parse_spec(meta.get(METADATA_KEY))
+            if opened.providers[0] == CUDA and config.for_precision(spec.precision) != config:
+                opened = open_session(self.path, opened.providers, config, spec.precision)
+        return opened, spec
+
+    def _parse_spec(self, text: str | None) -> ModelSpec:
         if text is None:
             raise EdgegenError(
                 f"{self.path} has no edgegen spec in its metadata (key {METADATA_KEY!r}); "
@@ -175,6 +165,26 @@ class Generator:
             return ModelSpec.from_json(text)
         except SpecError as exc:
             raise EdgegenError(f"{self.path}: bad edgegen spec: {exc}") from None
+
+    def _make_bindings(self) -> Bindings | None:
+        if not self.options.io_binding:
+            return None
+        return Bindings(
+            self._session,
+            (self._input_name, self._output_name),
+            (np.dtype(self._input_dtype), np.dtype(self._output_dtype)),
+            self._providers[0],
+            self.options.cuda_graph,
+        )
+
+    def _tiling(self, tile: int | None, overlap: int | None) -> tuple[int | None, int]:
+        if overlap is None:
+            overlap = default_overlap(self.spec.receptive_field, self.spec.pad_multiple)
+        if overlap < 0:
+            raise EdgegenError(f"overlap must be >= 0, got {overlap}")
+        if tile is not None and tile < 0:
+            raise EdgegenError(f"tile must be >= 0 (0: never tile), got {tile}")
+        return tile, overlap
 
     def _check_io(self) -> None:
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
@@ -293,15 +303,16 @@ class Generator:
         if len(preps) == 1 or not same or self._tile_for(*first.color.shape[:2]):
             return [self(im) for im in images]
         batch = np.concatenate([self._to_model(p.color) for p in preps])
-        outs = self._from_model(self._run_padded(batch))
+        outs = from_model(self.spec, self._run_padded(batch))
         return [self._finish(o, p) for o, p in zip(outs, preps, strict=True)]
 
     def verify(self, golden: str | Path | None = None) -> VerifyReport:
         """Compare this model on this provider with its golden samples (``model.<p>.golden.npz``
         beside it); the report is truthy when every tolerance is met."""
-        from .golden import golden_path, verify_generator
+        from .golden import golden_path, load_golden, verify_golden
 
-        return verify_generator(self, Path(golden) if golden else golden_path(self.path))
+        path = Path(golden) if golden else golden_path(self.path)
+        return verify_golden(load_golden(path), self.infer, self.spec, self.path, self.providers)
 
     # -- helpers (no state is written on self: calls may run concurrently) ---------------------
 
@@ -353,48 +364,26 @@ class Generator:
         x = _to_unit(color)
         if x.shape[2] == 1 and self.spec.in_channels == 3:
             x = np.repeat(x, 3, axis=2)
-        if self.spec.color_order == "BGR":
-            x = x[:, :, ::-1]
-        lo, hi = self.spec.value_range
-        if (lo, hi) != (0.0, 1.0):
-            x = x * np.float32(hi - lo) + np.float32(lo)
-        return np.ascontiguousarray(x.transpose(2, 0, 1)[None], dtype=np.float32)
-
-    def _from_model(self, y: np.ndarray) -> np.ndarray:
-        """NCHW float32 model output -> NHWC float32 in [0, 1] range units, RGB order."""
-        lo, hi = self.spec.value_range
-        if (lo, hi) != (0.0, 1.0):
-            y = (y - np.float32(lo)) / np.float32(hi - lo)
-        y = y.transpose(0, 2, 3, 1)
-        if self.spec.color_order == "BGR":
-            y = y[:, :, :, ::-1]
-        return y
+        return to_model(self.spec, x)
 
     def _run_padded(self, x: np.ndarray) -> np.ndarray:
-        """NCHW float32 -> model output, padding (reflect) to the pad multiple and cropping."""
-        n, _, h, w = x.shape
-        pm = self.spec.pad_multiple
-        ph, pw = -h % pm, -w % pm
-        if ph or pw:
-            widths = ((0, 0), (0, 0), (0, ph), (0, pw))
-            if ph < h and pw < w:
-                x = np.pad(x, widths, mode="reflect")
-            else:  # too small to reflect
-                x = np.pad(x, widths, mode="edge")
+        """NCHW float32 -> model output, padded to the pad multiple and cropped back."""
+        h, w = x.shape[2:]
+        x = pad_to_multiple(x, self.spec.pad_multiple)
         if self.spec.layout == "NHWC":
             y = self.infer(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
         else:
             y = self.infer(x)
-        s = self.spec.scale
-        expected = (n, self.spec.out_channels, (h + ph) * s, (w + pw) * s)
+        expected = output_shape(self.spec, x.shape)
         if y.shape != expected:
             raise ModelError(
                 f"{self.path}: output shape {y.shape} does not match the spec ({expected})"
             )
+        s = self.spec.scale
         return y[:, :, : h * s, : w * s]
 
     def _run_hwc(self, color: np.ndarray) -> np.ndarray:
-        return np.asarray(self._from_model(self._run_padded(self._to_model(color)))[0])
+        return np.asarray(from_model(self.spec, self._run_padded(self._to_model(color)))[0])
 
     def _finish(self, out: np.ndarray, prep: _Prepared) -> np.ndarray:
         """Float32 HWC output in [0, 1] -> the caller's dtype and layout, alpha re-attached."""

@@ -1,33 +1,57 @@
-"""Verification on the device, without torch: a model against its golden samples.
+"""The golden-sample format, written by export and checked on any device, without torch.
 
-Export writes ``model.<precision>.golden.npz`` beside each artifact: model inputs ``input_k``
-(NCHW float32), the PyTorch outputs ``output_k``, and ``meta`` (JSON bytes: precision, tolerance,
-sample names and sizes). :func:`verify_generator` runs the inputs on the Generator's provider and
-compares, per sample size, in 8-bit steps: max LSB, % of values off by more than 1 LSB, PSNR.
+``model.<precision>.golden.npz`` beside each artifact holds model inputs ``input_k`` (NCHW
+float32, padded to the pad multiple: ready for ``infer``), the PyTorch outputs ``output_k``, and
+``meta`` (JSON bytes: precision, tolerance, sample names and sizes). :func:`write_golden` writes
+it, :func:`load_golden` reads it, :func:`check_golden` compares outputs with it (pure numpy) and
+:func:`verify_golden` runs the inputs through a model first.
 
-Tolerance fields checked: ``max_lsb``, ``max_pct_over_1lsb``, ``min_psnr_vs_torch``.
-``max_gt_psnr_drop`` needs the clean ground truth, which the golden file does not hold, so it is
-not checked here (export checks it); a golden file with no torch-relative limit at all is
-unverifiable rather than passed. Export stores one for every precision (int8: 35 dB vs torch).
+Errors are measured as a person sees them (:mod:`edgegen.runtime.model_io`: back to [0, 1] and
+clipped, as a saved image holds them), per sample size, in 8-bit steps: max LSB, % of values off
+by more than 1 LSB, PSNR. Tolerance fields checked: ``max_lsb``, ``max_pct_over_1lsb``,
+``min_psnr_vs_torch``. ``max_gt_psnr_drop`` needs the clean ground truth, which the golden file
+does not hold, so it is not checked here (export checks it); a golden file with no
+torch-relative limit at all is unverifiable rather than passed. Export stores one for every
+precision (int8: 35 dB vs torch).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .errors import EdgegenError
 from .metrics import Verdict, error_stats, limit_failures
-
-if TYPE_CHECKING:
-    from .generator import Generator
+from .model_io import from_model
+from .spec import ModelSpec
 
 TORCH_RELATIVE = ("max_lsb", "max_pct_over_1lsb", "min_psnr_vs_torch")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Limits an artifact must meet against the torch model; None means not checked.
+
+    max_lsb: largest absolute difference from torch, in 8-bit steps (1 LSB = 1/255).
+    max_pct_over_1lsb: the share of output values (in %) that differ by more than 1 LSB.
+    min_psnr_vs_torch: PSNR of the artifact's output against torch's, in dB.
+    max_gt_psnr_drop: how much lower its PSNR against the clean ground truth may be than torch's.
+    """
+
+    max_lsb: float | None = None
+    max_pct_over_1lsb: float | None = None
+    min_psnr_vs_torch: float | None = None
+    max_gt_psnr_drop: float | None = None
+
+    def to_dict(self) -> dict[str, float | None]:
+        return dataclasses.asdict(self)
 
 
 def golden_path(model: Path) -> Path:
@@ -42,6 +66,27 @@ class Golden:
     sizes: list[str]
     precision: str
     tolerance: dict[str, float | None]
+    path: Path | None = None
+
+
+def write_golden(
+    path: Path,
+    precision: str,
+    inputs: Sequence[np.ndarray],
+    outputs: Sequence[np.ndarray],
+    names: Sequence[dict[str, str]],
+    tolerance: Tolerance,
+) -> None:
+    """Write golden samples to ``path`` (a staged temporary file: the caller renames it).
+    ``names`` describe each sample (``{"photo": ..., "size": ...}``)."""
+    arrays: dict[str, np.ndarray] = {}
+    for k, (x, y) in enumerate(zip(inputs, outputs, strict=True)):
+        arrays[f"input_{k}"] = np.asarray(x, dtype=np.float32)
+        arrays[f"output_{k}"] = np.asarray(y, dtype=np.float32)
+    meta = {"precision": precision, "tolerance": tolerance.to_dict(), "samples": list(names)}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
 
 
 def load_golden(path: Path) -> Golden:
@@ -64,7 +109,8 @@ def load_golden(path: Path) -> Golden:
     tolerance = meta.get("tolerance") or {}
     if not isinstance(tolerance, dict):
         raise EdgegenError(f"unverifiable: golden samples {path} have a malformed tolerance")
-    return Golden(inputs, outputs, sizes[: len(inputs)], str(meta.get("precision", "?")), tolerance)
+    precision = str(meta.get("precision", "?"))
+    return Golden(inputs, outputs, sizes[: len(inputs)], precision, tolerance, path)
 
 
 @dataclass
@@ -116,33 +162,50 @@ class VerifyReport(Verdict):
         return "\n".join(lines)
 
 
-def verify_generator(gen: Generator, path: Path) -> VerifyReport:
-    golden = load_golden(path)
+def check_golden(
+    golden: Golden,
+    outputs: Sequence[np.ndarray],
+    spec: ModelSpec,
+    model: Path,
+    providers: Sequence[str],
+) -> VerifyReport:
+    """Compare a model's ``outputs`` on the golden inputs with the stored torch outputs."""
     tolerance = {k: golden.tolerance.get(k) for k in TORCH_RELATIVE}
-    report = VerifyReport(gen.path, golden.precision, gen.providers, dict(tolerance))
-    if golden.tolerance.get("max_gt_psnr_drop") is not None:
-        report.notes.append("max_gt_psnr_drop needs ground truth: not checked on the device")
     if all(v is None for v in tolerance.values()):
         raise EdgegenError(
-            f"{path}: unverifiable, its golden samples carry no limit a device can check "
-            f"({', '.join(TORCH_RELATIVE)})"
+            f"{golden.path or golden_path(model)}: unverifiable, its golden samples carry no "
+            f"limit a device can check ({', '.join(TORCH_RELATIVE)})"
         )
+    report = VerifyReport(model, golden.precision, list(providers), dict(tolerance))
+    if golden.tolerance.get("max_gt_psnr_drop") is not None:
+        report.notes.append("max_gt_psnr_drop needs ground truth: not checked on the device")
     groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for x, ref, size in zip(golden.inputs, golden.outputs, golden.sizes, strict=True):
-        out = gen.infer(x)
+    for out, ref, size in zip(outputs, golden.outputs, golden.sizes, strict=True):
         if out.shape != ref.shape:
             report.failures.append(f"{size}: output shape {out.shape}, torch {ref.shape}")
             continue
         if not np.isfinite(out).all():
             report.failures.append(f"{size}: inf/NaN in the output")
             continue
-        groups.setdefault(size, []).append((out, ref))
+        image = np.clip(from_model(spec, out), 0.0, 1.0)
+        groups.setdefault(size, []).append((image, np.clip(from_model(spec, ref), 0.0, 1.0)))
+    max_lsb, max_pct, min_psnr = (tolerance.get(k) for k in TORCH_RELATIVE)
     for size, pairs in groups.items():
         stats = error_stats([o for o, _ in pairs], [r for _, r in pairs])
         report.rows.append(
             VerifyRow(size, len(pairs), stats.max_lsb, stats.pct_over_1lsb, stats.psnr)
         )
-        max_lsb, max_pct, min_psnr = (tolerance.get(k) for k in TORCH_RELATIVE)
         where = f"{report.precision} at {size}"
         report.failures += limit_failures(where, stats, max_lsb, max_pct, min_psnr)
     return report
+
+
+def verify_golden(
+    golden: Golden,
+    infer: Callable[[np.ndarray], np.ndarray],
+    spec: ModelSpec,
+    model: Path,
+    providers: Sequence[str],
+) -> VerifyReport:
+    """Run the golden inputs through ``infer`` (a Generator's, a runner's) and check them."""
+    return check_golden(golden, [infer(x) for x in golden.inputs], spec, model, providers)

@@ -9,8 +9,10 @@ the file.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,6 @@ import numpy as np
 from .errors import EdgegenError
 from .files import atomic_write
 
-# The held-out photos that ship inside scikit-image: training never sees them, export verifies
-# and compare measures on them. chelsea.png is also data.cat().
-BUNDLED_HELD_OUT = ("chelsea.png", "rocket.jpg", "coffee.png")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _FORMATS = {
     ".png": "PNG",
@@ -36,6 +35,18 @@ _FORMATS = {
 
 def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as uint8 (or uint16) HW / HWC; ``max_pixels`` overrides Pillow's limit."""
+    with open_still(path, max_pixels) as image:
+        return _to_array(image)
+
+
+@contextlib.contextmanager
+def open_still(path: str | Path, max_pixels: int | None = None) -> Iterator[Any]:
+    """The decoded, upright (EXIF orientation applied) Pillow image of a still image file.
+
+    Every failure to open or decode it (missing, truncated, not an image, animated, over
+    Pillow's pixel limit) is one :class:`EdgegenError` naming the file; the evaluation photo
+    sets decode through here too, so that every photo edgegen reads fails the same way.
+    """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
@@ -55,7 +66,7 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
                             "edgegen reads still images: extract one frame first"
                         )
                     opened.load()
-                    return _to_array(ImageOps.exif_transpose(opened))
+                    upright = ImageOps.exif_transpose(opened)
             finally:
                 Image.MAX_IMAGE_PIXELS = old
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -71,6 +82,7 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EdgegenError(f"image {path} is unreadable (truncated or corrupt?): {first}") from None
+    yield upright
 
 
 def _to_array(im: Any) -> np.ndarray:

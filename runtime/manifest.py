@@ -1,24 +1,61 @@
-"""The export manifest's sha256, checked when a model is loaded.
+"""The export manifest format: written beside every artifact, checked when a model is loaded.
 
-Export writes ``model.<precision>.manifest.json`` beside ``model.<precision>.onnx`` (and its
-``.ort``) with each file's sha256. A model whose bytes no longer match was changed after export
-(a bad copy, a partial download, tampering), so loading it is refused unless the caller opts out.
-A model without a manifest beside it (a user's own ONNX) is loaded as it is. Pure Python.
+``model.<precision>.manifest.json`` sits beside ``model.<precision>.onnx`` (and its ``.ort``):
+the model's ``file``, ``sha256``, ``size_bytes``, ``precision`` and ``spec``, the ``golden`` and
+``ort`` files as ``{"file", "sha256"}`` entries, and what export records about how it was made
+(versions, calibration, verification). :func:`write_manifest` writes it, :func:`read_manifest`
+reads it and :func:`check_manifest` refuses a model whose bytes no longer match (a bad copy, a
+partial download, tampering) unless the caller opts out. A model without a manifest beside it
+(a user's own ONNX) is loaded as it is. Pure Python.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import EdgegenError
 from .files import sha256_file
 
+REQUIRED = ("file", "sha256", "size_bytes", "precision", "spec")
+
 
 def manifest_path(model: Path) -> Path:
     """``DIR/model.fp32.onnx`` (or ``.ort``) -> ``DIR/model.fp32.manifest.json``."""
     return model.with_name(f"{model.stem}.manifest.json")
+
+
+def file_entry(name: str, path: Path) -> dict[str, str]:
+    """A manifest entry for a file that travels with the model: its final name, its sha256."""
+    return {"file": name, "sha256": sha256_file(path)}
+
+
+def write_manifest(path: Path, model_name: str, model: Path, fields: Mapping[str, Any]) -> None:
+    """Write the manifest of ``model`` (its bytes may sit under a temporary name; ``model_name``
+    is the name it will have) to ``path``, with ``fields`` after the model's own entries."""
+    data: dict[str, Any] = {
+        "file": model_name,
+        "sha256": sha256_file(model),
+        "size_bytes": model.stat().st_size,
+        **fields,
+    }
+    missing = [key for key in REQUIRED if key not in data]
+    if missing:
+        raise ValueError(f"a manifest needs {', '.join(missing)}")
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A manifest's JSON object; an unreadable or malformed file is one :class:`EdgegenError`."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgegenError(f"manifest {path} is unreadable: {_first_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise EdgegenError(f"manifest {path} is not a JSON object")
+    return data
 
 
 def check_manifest(model: Path) -> str | None:
@@ -28,10 +65,7 @@ def check_manifest(model: Path) -> str | None:
     path = manifest_path(model)
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgegenError(f"manifest {path} is unreadable: {_first_line(exc)}") from None
+    data = read_manifest(path)
     expected = _expected_sha256(data, model.name)
     if expected is None:
         raise EdgegenError(f"manifest {path} has no sha256 for {model.name}")
@@ -45,11 +79,9 @@ def check_manifest(model: Path) -> str | None:
     return actual
 
 
-def _expected_sha256(data: Any, name: str) -> str | None:
+def _expected_sha256(data: dict[str, Any], name: str) -> str | None:
     """The manifest entry for the file called ``name``: the model itself or its ``ort`` copy; a
     renamed model falls back to the manifest's main entry."""
-    if not isinstance(data, dict):
-        return None
     entries = [data] + [v for v in data.values() if isinstance(v, dict) and "file" in v]
     for entry in entries:
         if entry.get("file") == name and isinstance(entry.get("sha256"), str):

@@ -6,7 +6,7 @@ is an :class:`EdgegenError` that says why (a CPU-only build, or both ``onnxrunti
 ``onnxruntime-gpu`` installed); ``"auto"`` picks TensorRT, then CUDA, then CPU among those that are
 available and logs the choice. After a session is made, :func:`check_session_providers` makes sure
 the provider asked for actually loaded (onnxruntime itself would quietly fall back to the CPU).
-The Generator's sessions go through :func:`edgegen.runtime.session.open_session`, whose ``auto``
+Sessions are made by :func:`edgegen.runtime.session.open_session`, whose ``auto``
 also checks that each candidate really loads (its libraries, then its session) before taking it.
 """
 
@@ -53,7 +53,8 @@ def installed_distributions() -> list[str]:
     return found
 
 
-def _name(provider: ProviderSpec) -> str:
+def provider_name(provider: ProviderSpec) -> str:
+    """The provider's name, whether given as a name or a ``(name, options)`` pair."""
     return provider if isinstance(provider, str) else provider[0]
 
 
@@ -107,7 +108,7 @@ def resolve_providers(
     if not providers:
         raise EdgegenError("empty provider list")
     for provider in providers:
-        name = _name(provider)
+        name = provider_name(provider)
         if name not in available:
             raise EdgegenError(missing_provider_reason(name))
     return providers
@@ -116,7 +117,7 @@ def resolve_providers(
 def check_session_providers(session: Any, requested: Sequence[ProviderSpec]) -> list[str]:
     """What the session really runs; raise if the first provider asked for did not load."""
     actual = list(session.get_providers())
-    primary = _name(requested[0])
+    primary = provider_name(requested[0])
     if primary not in actual:
         raise EdgegenError(
             f"{primary} failed to load (its CUDA/cuDNN/TensorRT libraries may be missing or "

@@ -6,7 +6,7 @@ card's numbers were measured as, by ``benchmarks/shipped_models.py``). Files are
 :mod:`importlib.resources`, so they work from an installed wheel as from a checkout.
 
 ``edgegen models`` lists them; ``edgegen run photo.jpg -o out/`` uses :data:`DEFAULT_MODEL`, and
-``--model NAME[:PRECISION]`` any of them.
+``--model NAME[:PRECISION]`` any of them (:func:`resolve`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import click
-
 from .errors import EdgegenError
+from .manifest import read_manifest
 
 DEFAULT_MODEL = "denoise-blind"
 # int8 is the edge default: 2.5x faster than fp32 on a CPU for ~0.1 dB (see its model card).
@@ -74,7 +73,7 @@ def shipped_models(root: Path | None = None) -> list[ShippedModel]:
         info = _read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
         card = folder / "README.md"
         for manifest_file in sorted(folder.glob("model.*.manifest.json")):
-            manifest = _read_json(manifest_file)
+            manifest = read_manifest(manifest_file)
             try:
                 spec = manifest["spec"]
                 precision = str(manifest["precision"])
@@ -120,26 +119,6 @@ def resolve(name: str, root: Path | None = None) -> Path:
     raise EdgegenError(f"shipped model {base} has no {wanted} precision (have {have})")
 
 
-def pick_model(args: tuple[str, ...], model: str | None) -> tuple[Path, tuple[str, ...]]:
-    """``edgegen run``'s arguments -> (model file, inputs).
-
-    ``--model`` (a file, or a shipped name) wins; otherwise a first argument ending in .onnx or
-    .ort is the model (the original ``edgegen run MODEL INPUTS...``); otherwise every argument is
-    an input and the shipped :data:`DEFAULT_MODEL` runs.
-    """
-    if model is not None:
-        path = Path(model)
-        chosen = path if path.suffix.lower() in MODEL_SUFFIXES or path.exists() else resolve(model)
-        inputs = args
-    elif args and Path(args[0]).suffix.lower() in MODEL_SUFFIXES:
-        chosen, inputs = Path(args[0]), args[1:]
-    else:
-        chosen, inputs = resolve(DEFAULT_MODEL), args
-    if not inputs:
-        raise EdgegenError("no INPUTS given: name image files, folders or globs to run on")
-    return chosen, inputs
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -148,48 +127,3 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise EdgegenError(f"{path} is not a JSON object")
     return data
-
-
-def format_table(models: list[ShippedModel]) -> str:
-    header = ("model", "task", "precision", "MB", "metrics (held-out photos)")
-    rows = [header]
-    for m in models:
-        task = m.task if m.scale == 1 else f"{m.task} x{m.scale}"
-        shown = [
-            f"{m.labels.get(k, k)} {v:.2f}" for k, v in m.metrics.items() if k in m.labels
-        ] or ["-"]
-        rows.append((m.ref, task, m.precision, f"{m.size_bytes / 1e6:.2f}", "; ".join(shown)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
-    return "\n".join(
-        "  ".join([*(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)), r[-1]]) for r in rows
-    )
-
-
-@click.command("models")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="json: every field, with the files' paths and sha256.",
-)
-def models(fmt: str) -> int:
-    """List the pretrained models that ship with edgegen: name, task, precision, size and their
-    metrics on the held-out photos (each folder's README.md is its model card).
-
-    Run one with `edgegen run --model NAME[:PRECISION] INPUTS... -o OUT`; without --model,
-    `edgegen run` uses denoise-blind:int8.
-
-    \b
-    Exit codes:
-      0  listed
-      2  a shipped manifest is unreadable
-    """
-    found = shipped_models()
-    if fmt == "json":
-        click.echo(json.dumps([m.to_dict() for m in found], indent=2))
-    else:
-        click.echo(format_table(found))
-        click.echo(f"model cards: {models_root()}/<model>/README.md")
-    return 0

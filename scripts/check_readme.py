@@ -62,7 +62,7 @@ TINY_ARGS = {
 }
 DROPPED_IN_TINY = {"--steps", "--minutes", "--val-every", "--calib-count", "--repeats", "--rounds"}
 SHRINK = {"--qat": "4"}  # --tiny: these options' values, in any edgegen command
-LAUNCHERS = ("edgegen", "edgegen.runtime.cli")  # `edgegen X`, `... -m edgegen.runtime.cli X`
+LAUNCHERS = ("edgegen", "edgegen.cli")  # `edgegen X`, `... -m edgegen.cli X`
 DIST_VARS = {"WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}
 
 FIXTURES = """
@@ -70,7 +70,7 @@ import sys
 from pathlib import Path
 import numpy as np
 from edgegen.runtime.images import read_image, write_image
-from edgegen.train.data.images import bundled_paths
+from edgegen.evaluation.photos import bundled_paths
 
 root = Path(sys.argv[1])
 for path in bundled_paths("train")[:5]:

@@ -3,7 +3,7 @@
     python scripts/gen_cli_reference.py            # (re)write docs/cli.md
     python scripts/gen_cli_reference.py --check    # exit 1 if docs/cli.md is stale (tests do this)
 
-Every subcommand in ``edgegen.runtime.cli.SUBCOMMANDS`` is loaded for real (so the full help needs
+Every subcommand in ``edgegen.cli.main.SUBCOMMANDS`` is loaded for real (so the full help needs
 ``edgegen[cpu,train]``), and the help is formatted at a fixed width, so the file is the same on
 every machine. Exit codes: 0 written or up to date; 1 stale (with ``--check``); 2 a subcommand
 could not be loaded.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from edgegen.runtime.cli import SUBCOMMANDS, cli
+from edgegen.cli.main import SUBCOMMANDS, cli
 from edgegen.runtime.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]

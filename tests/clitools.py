@@ -20,7 +20,7 @@ TINY = ("--arch", "tiny", "--patch", "32", "--batch", "2", "--workers", "0", "--
 
 
 def edgegen_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "edgegen.runtime.cli", *args]
+    return [sys.executable, "-m", "edgegen.cli", *args]
 
 
 def child_env() -> dict[str, str]:

@@ -38,7 +38,7 @@ def tiny_checkpoint(root: Path, **cfg_options: object) -> Path:
 @functools.cache
 def exported(precisions: tuple[str, ...] = ("fp32",), scale: int = 1) -> Path:
     """The export folder of a tiny model (denoise, or sr at ``scale``), with golden samples."""
-    from edgegen.export.api import ExportConfig, export_checkpoint
+    from edgegen.export.transaction import ExportConfig, export_checkpoint
 
     name = f"{'-'.join(precisions)}-x{scale}"
     options = {"task": "sr", "scale": scale} if scale > 1 else {}
@@ -93,8 +93,8 @@ def identity_onnx(
 
 def photo(index: int = 0) -> np.ndarray:
     """A real held-out photo (chelsea, rocket, coffee) as uint8 RGB."""
+    from edgegen.evaluation.photos import bundled_paths
     from edgegen.runtime.images import read_image
-    from edgegen.train.data.images import bundled_paths
 
     return read_image(bundled_paths("val")[index])
 
@@ -104,8 +104,8 @@ def noisy_crop(
 ) -> np.ndarray:
     """A crop of a held-out photo (chelsea, never calibrated on) with sigma-25 noise, as the tiny
     denoisers expect: NCHW float32, odd sizes welcome."""
-    from edgegen.train.data import GaussianNoise, load_all
-    from edgegen.train.data.images import bundled_paths
+    from edgegen.evaluation.degrade import GaussianNoise
+    from edgegen.evaluation.photos import bundled_paths, load_all
 
     photo = load_all(bundled_paths("val")[:1], 3).photos[0].as_float()
     clean = np.ascontiguousarray(photo[top : top + height, left : left + width])
@@ -135,3 +135,34 @@ def damaged_conv_copy(src: Path, dst: Path, conv_index: int, seed: int) -> str:
     init.CopyFrom(numpy_helper.from_array((weights + noise).astype(np.float32), init.name))
     onnx.save(model, str(dst))
     return str(conv.output[0])
+
+
+def tamper(src, dst) -> None:
+    """Copy a model and shift the bias of its last convolution (as an attacker or bad copy)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgegen.runtime.golden import golden_path
+
+    model = onnx.load(str(src))
+    conv = [n for n in model.graph.node if n.op_type == "Conv"][-1]
+    name = conv.input[2]
+    for init in model.graph.initializer:
+        if init.name == name:
+            arr = numpy_helper.to_array(init).copy() + np.float32(0.05)
+            init.CopyFrom(numpy_helper.from_array(arr, name))
+    onnx.save(model, str(dst))
+    shutil.copy(golden_path(src), golden_path(dst))
+
+
+def run_compare(reference: Path, variants: list[Path], devices=("cpu",), **options):  # type: ignore[no-untyped-def]
+    """compare() as the CLI builds it: runners from files (a reference ONNX or checkpoint)."""
+    from edgegen.evaluation.compare import check_devices, compare, onnx_reference, onnx_variants
+
+    if reference.is_dir():
+        from edgegen.train.checkpoint import load_runner
+
+        ref = load_runner(reference)
+    else:
+        ref = onnx_reference(reference)
+    return compare(ref, onnx_variants(variants, check_devices(list(devices)), ref.spec), **options)

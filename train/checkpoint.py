@@ -18,12 +18,7 @@ from typing import Any
 import torch
 
 from edgegen.runtime.errors import EdgegenError
-from edgegen.runtime.files import (  # noqa: F401 - re-exported: checkpoints are files too
-    atomic_write,
-    atomic_write_text,
-    remove_stale_temps,
-    sha256_file,
-)
+from edgegen.runtime.files import atomic_write, atomic_write_text
 
 FORMAT = "edgegen.checkpoint"
 FORMAT_VERSION = 1
@@ -171,3 +166,14 @@ def load_model(path: str | Path, prefer: str = "best") -> tuple[Any, Any, Checkp
             f"{ckpt.path}: weights do not match the spec's architecture: {first}"
         ) from None
     return model.eval().float().cpu(), spec, ckpt
+
+
+def load_runner(
+    path: str | Path, prefer: str = "best", name: str | None = None, channels_last: bool = False
+) -> Any:
+    """The checkpoint's network as a :class:`~edgegen.runners.pytorch.TorchRunner` (named after
+    the checkpoint file): the PyTorch reference of comparisons and benchmarks."""
+    from edgegen.runners.pytorch import TorchRunner
+
+    model, spec, ckpt = load_model(path, prefer=prefer)
+    return TorchRunner(model, spec, name or ckpt.path.name, ckpt.path, channels_last=channels_last)

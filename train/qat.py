@@ -356,11 +356,11 @@ def qat_from_run(
     ``data`` defaults to the photos RUN trained on. Returns (checkpoint path, result)."""
     from pathlib import Path
 
-    from edgegen.runtime.degrade import degradation_from_spec
+    from edgegen.evaluation.degrade import degradation_from_spec
+    from edgegen.evaluation.photos import Photo, bundled_paths, find_images, load_all
     from edgegen.runtime.files import sha256_file
 
     from .checkpoint import load_model, save_checkpoint
-    from .data.images import Photo, bundled_paths, find_images, load_all
 
     model, spec, ckpt = load_model(source, prefer="best")
     check_supported(model)

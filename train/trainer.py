@@ -22,28 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgegen.evaluation.degrade import make_degradation
+from edgegen.evaluation.photos import LoadResult, Photo, bundled_paths, find_images, load_all
 from edgegen.runtime import __version__
 from edgegen.runtime.errors import EdgegenError
+from edgegen.runtime.files import atomic_write_text, remove_stale_temps
 from edgegen.runtime.spec import ModelSpec, Provenance
 
 from . import archs
-from .checkpoint import (
-    atomic_write_text,
-    load_checkpoint,
-    optimizer_state_from,
-    remove_stale_temps,
-    save_checkpoint,
-)
+from .checkpoint import load_checkpoint, optimizer_state_from, save_checkpoint
 from .config import TrainConfig
-from .data import (
-    PatchDataset,
-    StreamSampler,
-    find_images,
-    load_all,
-    make_degradation,
-    make_val_pairs,
-)
-from .data.images import LoadResult, Photo, bundled_paths
+from .data import PatchDataset, StreamSampler, val_samples
 from .validate import Validator, summarize
 
 Log = Callable[[str], None]
@@ -282,220 +271,273 @@ def train(
 
 
 def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) -> TrainResult:
-    device = pick_device(cfg.device, dist)
-    run = Path(cfg.out)
-    scale = cfg.effective_scale
-    train_photos, val_photos = load_photos(cfg, log if dist.main else (lambda _m: None))
-    degradation = make_degradation(cfg.task, cfg.sigma, scale, cfg.quality)
-    dataset = PatchDataset(train_photos, degradation, cfg.patch, cfg.seed, scale)
-    if cfg.batch % dist.world:
-        raise EdgegenError(f"--batch {cfg.batch} is not divisible by {dist.world} processes")
+    """One process's training, in order: data, model and optimiser (restored on resume), the
+    step's precision and wrappers, the loader, validation at step 0, the loop, the result."""
+    run = _Run(cfg, dist, log)
+    run.build(ckpt)
+    loader = run.loader()
+    bar = run.start(progress)
+    try:
+        run.loop(iter(loader), bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return run.result()
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg).to(device)
-    spec = make_spec(cfg, model)
-    optimizer = make_optimizer(cfg, model)
-    total = cfg.steps if cfg.steps is not None else (UNKNOWN_TOTAL if cfg.minutes else 1000)
-    schedule = Schedule(cfg, total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
-    start, elapsed, best, best_step, curve = 0, 0.0, -math.inf, 0, []
-    if ckpt is not None:
-        model.load_state_dict(ckpt.weights)
-        optimizer.load_state_dict(optimizer_state_from(ckpt))
-        scheduler.load_state_dict(ckpt.record["scheduler"])
+class _Run:
+    """The state of one training run and the steps that move it on (see :func:`_train`)."""
+
+    def __init__(self, cfg: TrainConfig, dist: Dist, log: Log) -> None:
+        self.cfg, self.dist, self.log = cfg, dist, log
+        self.device = pick_device(cfg.device, dist)
+        self.path = Path(cfg.out)
+        self.scale = cfg.effective_scale
+        self.step = self.start_step = 0
+        self.elapsed = 0.0
+        self.best, self.best_step = -math.inf, 0
+        self.curve: list[dict[str, Any]] = []
+        self.val_time = 0.0
+        self.elapsed_at_start = 0.0
+
+    # -- building --------------------------------------------------------------------------
+
+    def build(self, ckpt: Any) -> None:
+        cfg, dist = self.cfg, self.dist
+        train_photos, val_photos = load_photos(cfg, self.log if dist.main else (lambda _m: None))
+        degradation = make_degradation(cfg.task, cfg.sigma, self.scale, cfg.quality)
+        self.dataset = PatchDataset(train_photos, degradation, cfg.patch, cfg.seed, self.scale)
+        if cfg.batch % dist.world:
+            raise EdgegenError(f"--batch {cfg.batch} is not divisible by {dist.world} processes")
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg).to(self.device)
+        self.spec = make_spec(cfg, self.model)
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.total = (
+            cfg.steps if cfg.steps is not None else (UNKNOWN_TOTAL if cfg.minutes else 1000)
+        )
+        self.schedule = Schedule(cfg, self.total)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        if ckpt is not None:
+            self._restore(ckpt)
+        self._precision_and_wrappers()
+        self.validator = (
+            Validator(val_samples(val_photos, degradation, self.scale), self.scale)
+            if dist.main
+            else None
+        )
+        self.loss_fn = loss_function(cfg.loss)
+        self.mark = {"step": self.step, "elapsed": self.elapsed}  # last patches/s interval
+
+    def _restore(self, ckpt: Any) -> None:
+        """Continue from a checkpoint: weights, optimiser, schedule, RNG, counters, curve."""
+        self.model.load_state_dict(ckpt.weights)
+        self.optimizer.load_state_dict(optimizer_state_from(ckpt))
+        self.scheduler.load_state_dict(ckpt.record["scheduler"])
         if ckpt.torch_rng is not None:
             torch.set_rng_state(ckpt.torch_rng)
-        start, elapsed = ckpt.step, float(ckpt.record["elapsed_s"])
-        total = int(ckpt.record["total_steps"])
-        schedule.total = total
-        best = float(ckpt.record.get("best", {}).get("psnr", -math.inf))
-        best_step = int(ckpt.record.get("best", {}).get("step", 0))
-        curve = _read_metrics(run, upto=start)
+        self.step = self.start_step = ckpt.step
+        self.elapsed = float(ckpt.record["elapsed_s"])
+        self.total = int(ckpt.record["total_steps"])
+        self.schedule.total = self.total
+        self.best = float(ckpt.record.get("best", {}).get("psnr", -math.inf))
+        self.best_step = int(ckpt.record.get("best", {}).get("step", 0))
+        self.curve = _read_metrics(self.path, upto=self.step)
 
-    cuda = device.type == "cuda"
-    channels_last = cuda and cfg.channels_last
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    amp_dtype = pick_amp_dtype(cfg, cuda)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    autocast = (
-        torch.autocast("cuda", dtype=amp_dtype)
-        if amp_dtype is not None
-        else contextlib.nullcontext()
-    )
-    net: nn.Module = model
-    if dist.world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if cuda else None
+    def _precision_and_wrappers(self) -> None:
+        """AMP and channels_last on CUDA, then DDP and torch.compile around the module."""
+        cfg = self.cfg
+        cuda = self.device.type == "cuda"
+        self.channels_last = cuda and cfg.channels_last
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        amp_dtype = pick_amp_dtype(cfg, cuda)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        self.autocast: Any = (
+            torch.autocast("cuda", dtype=amp_dtype)
+            if amp_dtype is not None
+            else contextlib.nullcontext()
         )
-    if cfg.compile:
-        # Compiled around DDP (as PyTorch recommends); validation and checkpoints keep using
-        # the plain module, whose state_dict names do not carry compile's prefix.
-        net = torch.compile(net)  # type: ignore[assignment]
+        net: nn.Module = self.model
+        if self.dist.world > 1:
+            net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if cuda else None
+            )
+        if cfg.compile:
+            # Compiled around DDP (as PyTorch recommends); validation and checkpoints keep using
+            # the plain module, whose state_dict names do not carry compile's prefix.
+            net = torch.compile(net)  # type: ignore[assignment]
+        self.net = net
 
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=cfg.batch // dist.world,
-        sampler=StreamSampler(start, cfg.batch, dist.rank, dist.world),
-        num_workers=cfg.workers,
-        pin_memory=cuda,
-        persistent_workers=cfg.workers > 0,
-        prefetch_factor=4 if cfg.workers > 0 else None,
-    )
-    validator = (
-        Validator(make_val_pairs(val_photos, degradation, scale), scale) if dist.main else None
-    )
-    loss_fn = loss_function(cfg.loss)
+    def loader(self) -> torch.utils.data.DataLoader[Any]:
+        cfg, dist = self.cfg, self.dist
+        return torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=cfg.batch // dist.world,
+            sampler=StreamSampler(self.step, cfg.batch, dist.rank, dist.world),
+            num_workers=cfg.workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=cfg.workers > 0,
+            prefetch_factor=4 if cfg.workers > 0 else None,
+        )
 
-    def record(step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+    # -- validation and checkpoints --------------------------------------------------------
+
+    def record(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
         return {
             "step": step,
-            "total_steps": total,
-            "elapsed_s": elapsed,
-            "config": cfg.to_dict(),
-            "spec": spec.to_dict(),
+            "total_steps": self.total,
+            "elapsed_s": self.elapsed,
+            "config": self.cfg.to_dict(),
+            "spec": self.spec.to_dict(),
             "metrics": metrics,
-            "best": {"psnr": best, "step": best_step},
-            "scheduler": scheduler.state_dict(),
+            "best": {"psnr": self.best, "step": self.best_step},
+            "scheduler": self.scheduler.state_dict(),
         }
 
-    mark = {"step": start, "elapsed": elapsed}  # where the last patches/s interval began
-
-    def validate_and_save(step: int, train_loss: float | None) -> dict[str, Any]:
-        nonlocal best, best_step
-        assert validator is not None
+    def validate_and_save(self, step: int, train_loss: float | None) -> dict[str, Any]:
+        assert self.validator is not None
         t0 = time.perf_counter()
-        scores = validator.run(model, device)
-        seconds = elapsed - mark["elapsed"]
-        rate = (step - mark["step"]) * cfg.batch / seconds if seconds > 0 else None
-        mark.update(step=step, elapsed=elapsed)
+        scores = self.validator.run(self.model, self.device)
+        seconds = self.elapsed - self.mark["elapsed"]
+        rate = (step - self.mark["step"]) * self.cfg.batch / seconds if seconds > 0 else None
+        self.mark.update(step=step, elapsed=self.elapsed)
         metrics: dict[str, Any] = {
             "step": step,
-            "seconds": round(elapsed, 3),
-            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": round(self.elapsed, 3),
+            "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": train_loss,
             "patches_per_s": round(rate, 2) if rate is not None else None,
             **summarize(scores),
             "images": {s.name: {"psnr": s.psnr, "ssim": s.ssim} for s in scores},
             "val_seconds": round(time.perf_counter() - t0, 3),
         }
-        curve.append(metrics)
-        atomic_write_text(run / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in curve))
-        improved = metrics["psnr"] > best
+        self.curve.append(metrics)
+        lines = "".join(json.dumps(m) + "\n" for m in self.curve)
+        atomic_write_text(self.path / "metrics.jsonl", lines)
+        improved = metrics["psnr"] > self.best
         if improved:
-            best, best_step = metrics["psnr"], step
-        state = model.state_dict()
+            self.best, self.best_step = metrics["psnr"], step
+        state = self.model.state_dict()
         # best before last: a run killed between the two resumes from the older `last` and,
         # being deterministic, reaches and re-saves this same best again.
         if improved:
-            save_checkpoint(run, "best", record(step, metrics), state)
-        save_checkpoint(run, "last", record(step, metrics), state, optimizer.state_dict())
+            save_checkpoint(self.path, "best", self.record(step, metrics), state)
+        optimizer = self.optimizer.state_dict()
+        save_checkpoint(self.path, "last", self.record(step, metrics), state, optimizer)
         return metrics
 
-    bar = None
-    if dist.main:
-        run.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(run)  # left by a write that a SIGKILL interrupted
-        if progress:
-            from tqdm import tqdm
+    def start(self, progress: bool) -> Any:
+        """The run folder and the progress bar (rank 0); validation at step 0 of a new run."""
+        bar = None
+        if self.dist.main:
+            self.path.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.path)  # left by a write that a SIGKILL interrupted
+            if progress:
+                from tqdm import tqdm
 
-            bar = tqdm(
-                total=None if total == UNKNOWN_TOTAL else total,
-                initial=start,
-                desc="train",
-                unit="step",
-                dynamic_ncols=True,
-                mininterval=0.5 if sys.stderr.isatty() else 10.0,
-                file=sys.stderr,
-            )
-    val_time = 0.0
-    if dist.main and start == 0:
-        m0 = validate_and_save(0, None)
-        val_time = m0["val_seconds"]
-        _report(log, bar, m0, total)
-    dist.barrier()
+                bar = tqdm(
+                    total=None if self.total == UNKNOWN_TOTAL else self.total,
+                    initial=self.step,
+                    desc="train",
+                    unit="step",
+                    dynamic_ncols=True,
+                    mininterval=0.5 if sys.stderr.isatty() else 10.0,
+                    file=sys.stderr,
+                )
+        if self.dist.main and self.step == 0:
+            m0 = self.validate_and_save(0, None)
+            self.val_time = m0["val_seconds"]
+            _report(self.log, bar, m0, self.total)
+        self.dist.barrier()
+        return bar
 
-    step = start
-    elapsed_at_start = elapsed
-    # The running loss stays on the device: a float() per step would sync CUDA every step.
-    running, count = torch.zeros((), device=device), 0
-    t_last = time.perf_counter()
-    calib = (2, 12)  # steps timed to fix the step count of a --minutes run
-    calib_t0 = 0.0
-    iterator = iter(loader)
-    try:
-        while step < total:
+    # -- the loop --------------------------------------------------------------------------
+
+    def train_step(self, degraded: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        degraded = degraded.to(self.device, non_blocking=True)
+        clean = clean.to(self.device, non_blocking=True)
+        if self.channels_last:
+            degraded = degraded.contiguous(memory_format=torch.channels_last)
+        with self.autocast:
+            loss = self.loss_fn(self.net(degraded).float(), clean)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.detach()
+
+    def loop(self, iterator: Any, bar: Any) -> None:
+        self.elapsed_at_start = self.elapsed
+        # The running loss stays on the device: a float() per step would sync CUDA every step.
+        running, count = torch.zeros((), device=self.device), 0
+        t_last = time.perf_counter()
+        calib = (2, 12)  # steps timed to fix the step count of a --minutes run
+        calib_t0 = 0.0
+        while self.step < self.total:
             degraded, clean = next(iterator)
-            degraded = degraded.to(device, non_blocking=True)
-            clean = clean.to(device, non_blocking=True)
-            if channels_last:
-                degraded = degraded.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                loss = loss_fn(net(degraded).float(), clean)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            running += loss.detach()
+            running += self.train_step(degraded, clean)
+            self.step += 1
             count += 1
             now = time.perf_counter()
-            elapsed += now - t_last
+            self.elapsed += now - t_last
             t_last = now
-
-            if total == UNKNOWN_TOTAL and step - start in calib:
-                if step - start == calib[0]:
+            if self.total == UNKNOWN_TOTAL and self.step - self.start_step in calib:
+                if self.step - self.start_step == calib[0]:
                     calib_t0 = now
                 else:
-                    total = _steps_for_budget(cfg, dist, now - calib_t0, calib, val_time)
-                    schedule.total = total
-                    # The rate for the next step was set before the total was known: redo it
-                    # (with the budget's minimum, this step is the last and must be the floor).
-                    for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
-                        group["lr"] = base * schedule(step)
-                    if bar is not None:
-                        bar.total = total
+                    self._fix_total(now - calib_t0, calib, bar)
             if bar is not None:
                 bar.update(1)
-                if step % 25 == 0:
+                if self.step % 25 == 0:
                     bar.set_postfix(
                         loss=f"{float(running) / count:.4f}",
-                        lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                        lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
                         refresh=False,
                     )
-            if step % cfg.val_every == 0 or step == total:
-                if dist.main:
-                    metrics = validate_and_save(step, float(running) / count)
-                    _report(log, bar, metrics, total)
+            if self.step % self.cfg.val_every == 0 or self.step == self.total:
+                if self.dist.main:
+                    metrics = self.validate_and_save(self.step, float(running) / count)
+                    _report(self.log, bar, metrics, self.total)
                 running.zero_()
                 count = 0
-                dist.barrier()
+                self.dist.barrier()
                 t_last = time.perf_counter()  # validation time is not training time
-    finally:
-        if bar is not None:
-            bar.close()
         del iterator
 
-    final = curve[-1] if curve else {}
-    if dist.world > 1:  # every rank returns rank 0's numbers, not its own empty ones
-        shared: list[Any] = [final, best, best_step]
-        torch.distributed.broadcast_object_list(shared, src=0)
-        final, best, best_step = shared
-    trained = elapsed - elapsed_at_start
-    return TrainResult(
-        run=run,
-        step=step,
-        total_steps=total,
-        metrics={k: v for k, v in final.items() if isinstance(v, float)},
-        best={"psnr": best, "step": best_step},
-        curve=curve,
-        patches_per_s=(step - start) * cfg.batch / trained if trained > 0 else None,
-    )
+    def _fix_total(self, timed: float, calib: tuple[int, int], bar: Any) -> None:
+        """A --minutes run: the step count that fits, from the steps timed so far."""
+        self.total = _steps_for_budget(self.cfg, self.dist, timed, calib, self.val_time)
+        self.schedule.total = self.total
+        # The rate for the next step was set before the total was known: redo it (with the
+        # budget's minimum, this step is the last and must be the floor).
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * self.schedule(self.step)
+        if bar is not None:
+            bar.total = self.total
+
+    def result(self) -> TrainResult:
+        final = self.curve[-1] if self.curve else {}
+        best, best_step = self.best, self.best_step
+        if self.dist.world > 1:  # every rank returns rank 0's numbers, not its own empty ones
+            shared: list[Any] = [final, best, best_step]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            final, best, best_step = shared
+        trained = self.elapsed - self.elapsed_at_start
+        steps = self.step - self.start_step
+        return TrainResult(
+            run=self.path,
+            step=self.step,
+            total_steps=self.total,
+            metrics={k: v for k, v in final.items() if isinstance(v, float)},
+            best={"psnr": best, "step": best_step},
+            curve=self.curve,
+            patches_per_s=steps * self.cfg.batch / trained if trained > 0 else None,
+        )
 
 
 def pick_amp_dtype(cfg: TrainConfig, cuda: bool) -> torch.dtype | None:

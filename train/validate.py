@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import ValPair
+from edgegen.evaluation.samples import Sample
 
 
 @dataclass
@@ -29,13 +29,13 @@ def psnr_ssim(reference: np.ndarray, image: np.ndarray) -> tuple[float, float]:
     return float(psnr), float(ssim)
 
 
-def input_baseline(pair: ValPair, scale: int) -> np.ndarray:
+def input_baseline(pair: Sample, scale: int) -> np.ndarray:
     """What the degraded input looks like at the output's size (bicubic for SR)."""
     if scale == 1:
         return pair.degraded
     from PIL import Image
 
-    h, w = pair.clean.shape[:2]
+    h, w = _clean(pair).shape[:2]
     planes = [
         np.asarray(
             Image.fromarray(np.ascontiguousarray(pair.degraded[..., c]), mode="F").resize(
@@ -48,10 +48,12 @@ def input_baseline(pair: ValPair, scale: int) -> np.ndarray:
 
 
 class Validator:
-    def __init__(self, pairs: list[ValPair], scale: int) -> None:
+    def __init__(self, pairs: list[Sample], scale: int) -> None:
+        if any(p.clean is None for p in pairs):
+            raise ValueError("validation samples need their clean ground truth")
         self.pairs = pairs
         self.scale = scale
-        self.baselines = [psnr_ssim(p.clean, input_baseline(p, scale)) for p in pairs]
+        self.baselines = [psnr_ssim(_clean(p), input_baseline(p, scale)) for p in pairs]
 
     @torch.no_grad()
     def run(self, model: nn.Module, device: torch.device) -> list[ImageScore]:
@@ -62,11 +64,16 @@ class Validator:
             for pair, (in_psnr, in_ssim) in zip(self.pairs, self.baselines, strict=True):
                 x = torch.from_numpy(pair.degraded.transpose(2, 0, 1).copy())[None].to(device)
                 y = model(x).float().clamp_(0.0, 1.0)[0].cpu().numpy().transpose(1, 2, 0)
-                psnr, ssim = psnr_ssim(pair.clean, np.ascontiguousarray(y))
-                scores.append(ImageScore(pair.name, psnr, ssim, in_psnr, in_ssim))
+                psnr, ssim = psnr_ssim(_clean(pair), np.ascontiguousarray(y))
+                scores.append(ImageScore(pair.photo, psnr, ssim, in_psnr, in_ssim))
         finally:
             model.train(was_training)
         return scores
+
+
+def _clean(pair: Sample) -> np.ndarray:
+    assert pair.clean is not None
+    return pair.clean
 
 
 def summarize(scores: list[ImageScore]) -> dict[str, float]:

@@ -127,7 +127,7 @@ def test_without_onnx_it_names_the_package(tmp_path):
         "        if name.split('.')[0] == 'onnx':\n"
         "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
         "sys.meta_path.insert(0, _Block())\n"
-        "from edgegen.runtime.cli import main\n"
+        "from edgegen.cli.main import main\n"
     )
     args = ["compare", "--per-layer", "--reference", str(out / "model.fp32.onnx"),
             str(out / "model.int8.onnx"), *SIZE]  # fmt: skip

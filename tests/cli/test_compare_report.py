@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from clitools import assert_one_line_error, run_edgegen
 from PIL import Image
-from tinymodels import exported
+from tinymodels import exported, run_compare
 
-from edgegen.runtime.report import colormap, heatmap, latency_svg
+from edgegen.evaluation.report import colormap, heatmap, latency_svg
 
 IMG = re.compile(r'<img class="(\w+)" alt="([^"]*)" width="(\d+)" height="(\d+)" src="([^"]+)"')
 PHOTOS = 3  # the bundled held-out photos
@@ -128,12 +128,11 @@ def test_colormap_heatmap_and_chart_units():
 
 def test_sr_crops_line_up_on_the_scale_grid(tmp_path):
     """x2 SR: the degraded input is shown at the output's size, every crop the same size."""
-    from edgegen.runtime.compare import compare
-    from edgegen.runtime.report import write_report
+    from edgegen.evaluation.report import write_report
 
     out = exported(("fp32",), scale=2)
     model = out / "model.fp32.onnx"
-    result = compare(model, [model], devices=["cpu"], sizes=[(101, 150)], repeats=1, crops=True)
+    result = run_compare(model, [model], sizes=[(101, 150)], repeats=1, crops=True)
     assert result.passed and result.scale == 2 and len(result.crops) == PHOTOS
     for crop, var in zip(result.crops, result.variants[0].crops, strict=True):
         assert crop.reference.shape == var.shape == crop.clean.shape == (192, 192, 3)

@@ -14,9 +14,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 
-from test_golden import tamper
 from test_images import huge_png, truncated_png
-from tinymodels import exported, photo
+from tinymodels import exported, photo, tamper
 
 from edgegen.runtime.images import read_image
 

@@ -149,8 +149,8 @@ def test_tiny_rewrites_only_long_running_commands() -> None:
     rewritten = tiny("edgegen train --task sr --minutes 30 --steps=9 --out runs/sr2  # comment")
     assert rewritten.startswith("edgegen train --task sr --out runs/sr2 --arch tiny ")
     assert "--minutes" not in rewritten and "--steps=9" not in rewritten
-    ddp = tiny("torchrun --nproc-per-node 2 -m edgegen.runtime.cli train --out runs/ddp")
-    assert ddp.startswith("torchrun --nproc-per-node 2 -m edgegen.runtime.cli train --out runs/ddp")
+    ddp = tiny("torchrun --nproc-per-node 2 -m edgegen.cli train --out runs/ddp")
+    assert ddp.startswith("torchrun --nproc-per-node 2 -m edgegen.cli train --out runs/ddp")
     assert ddp.endswith("--steps 4 --val-every 4 --no-progress")
     demo = tiny("edgegen pipeline --preset denoise-small --steps 300 --out runs/demo")
     assert demo.startswith("edgegen pipeline --preset denoise-small --out runs/demo --steps 4 ")

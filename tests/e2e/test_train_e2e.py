@@ -10,10 +10,10 @@ import pytest
 import torch
 from clitools import run_edgegen
 
+from edgegen.evaluation.photos import bundled_paths
 from edgegen.runtime.spec import ModelSpec
 from edgegen.train.archs import GeneratorParams, ResidualGenerator
 from edgegen.train.checkpoint import load_checkpoint
-from edgegen.train.data.images import bundled_paths
 
 
 def edgegen(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -25,8 +25,7 @@ SERVER = ROOT / "examples" / "denoise_server.py"
 
 
 def _held_out_file(name: str) -> Path:
-    from edgegen.runtime.images import BUNDLED_HELD_OUT
-    from edgegen.train.data.images import bundled_paths
+    from edgegen.evaluation.photos import BUNDLED_HELD_OUT, bundled_paths
 
     assert name in BUNDLED_HELD_OUT
     return next(p for p in bundled_paths("val") if p.name == name)

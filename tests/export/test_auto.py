@@ -14,8 +14,8 @@ import torch
 from clitools import assert_one_line_error, run_edgegen
 from tinymodels import tiny_checkpoint
 
-from edgegen.export.api import ExportConfig, export_checkpoint, export_module
 from edgegen.export.target import Measure, parse_target
+from edgegen.export.transaction import ExportConfig, export_checkpoint, export_module
 from edgegen.runtime.errors import EdgegenError
 from edgegen.runtime.spec import METADATA_KEY, ModelSpec
 from edgegen.train.archs import GeneratorParams, ResidualGenerator
@@ -180,9 +180,9 @@ def test_cli_target_errors(
 
 def test_measure_is_computed_on_the_held_out_photos(tmp_path: Path) -> None:
     """The held-out set is the whole held-out photos; the ranking set never includes them."""
+    from edgegen.evaluation.photos import BUNDLED_HELD_OUT
     from edgegen.export.evalset import RANKING_PHOTOS, held_out_set, ranking_set
     from edgegen.export.onnx_export import export_fp32
-    from edgegen.runtime.images import BUNDLED_HELD_OUT
 
     model, spec = _damaged_module()
     fp32 = tmp_path / "fp32.onnx"

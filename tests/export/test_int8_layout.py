@@ -21,11 +21,11 @@ from clitools import run_edgegen
 from onnx import numpy_helper
 from tinymodels import noisy_crop, run_cpu, tiny_checkpoint
 
+from edgegen.evaluation.layers import compare_layers
 from edgegen.export.calib import calibration_inputs
 from edgegen.export.int8 import quantize_int8
 from edgegen.export.int8_layout import pad_conv_channels
 from edgegen.export.onnx_export import export_fp32
-from edgegen.runtime.layers import compare_layers
 from edgegen.runtime.spec import ModelSpec
 from edgegen.train import archs
 from edgegen.train.config import TrainConfig

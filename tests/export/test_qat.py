@@ -16,8 +16,8 @@ from clitools import assert_one_line_error, run_edgegen
 from onnx import numpy_helper
 from tinymodels import photo, tiny_checkpoint
 
-from edgegen.export.api import ExportConfig, export_checkpoint
-from edgegen.export.qat import tensor_names
+from edgegen.export.qat_ranges import tensor_names
+from edgegen.export.transaction import ExportConfig, export_checkpoint
 from edgegen.runtime.errors import EdgegenError
 from edgegen.train.archs import GeneratorParams, ResidualGenerator
 from edgegen.train.checkpoint import load_checkpoint, load_model
@@ -87,7 +87,7 @@ def test_fake_quantization_matches_onnxruntime(tmp_path: Path) -> None:
     """QATGenerator's output equals the exported QDQ model's on onnxruntime to rounding."""
     from edgegen.export.int8 import quantize_int8
     from edgegen.export.onnx_export import export_fp32
-    from edgegen.export.qat import overrides
+    from edgegen.export.qat_ranges import overrides
     from edgegen.train.config import TrainConfig
     from edgegen.train.qat import calibrate
     from edgegen.train.trainer import make_spec

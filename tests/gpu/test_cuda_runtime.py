@@ -96,7 +96,7 @@ def test_cuda_defaults_and_agreement_with_the_cpu(models):
 
 
 def test_cuda_graph_per_shape_matches_plain_cuda(models, monkeypatch):
-    from edgegen.runtime import session
+    from edgegen.runtime import io_binding
 
     plain = Generator(models["fp32"], device="cuda", tile=0)
     graphed = Generator(models["fp32"], device="cuda", tile=0, cuda_graph=True)
@@ -108,7 +108,7 @@ def test_cuda_graph_per_shape_matches_plain_cuda(models, monkeypatch):
         assert np.abs(graphed(img).astype(int) - plain(img).astype(int)).max() <= 1
     np.testing.assert_array_equal(graphed(a), first)  # a replay gives the captured result
     assert graphed._bindings is not None and len(graphed._bindings.shapes) == 2
-    monkeypatch.setattr(session, "MAX_GRAPHS", 2)
+    monkeypatch.setattr(io_binding, "MAX_GRAPHS", 2)
     with pytest.raises(EdgegenError, match="cuda_graph is for fixed shapes"):
         graphed(image(32, 32))
 

@@ -21,7 +21,9 @@ from edgegen.runtime import EdgegenError
 from edgegen.runtime.manifest import check_manifest, manifest_path
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE_FOLDERS = ("runtime", "train", "export", "models", "benchmarks")
+SOURCE_FOLDERS = (
+    "runtime", "runners", "evaluation", "train", "export", "pipeline", "cli", "models", "benchmarks"
+)  # fmt: skip
 PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "joblib", "cloudpickle", "shelve"}
 
 

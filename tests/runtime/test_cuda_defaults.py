@@ -13,37 +13,34 @@ from tinymodels import identity_onnx
 
 import edgegen.runtime.generator as generator_module
 from edgegen.runtime import EdgegenError, Generator, ModelSpec
-from edgegen.runtime.session import (
-    CUDA,
-    OpenedSession,
-    SessionConfig,
-    _fill_defaults,
-    cuda_options,
-    open_session,
-)
+from edgegen.runtime.providers import CUDA
+from edgegen.runtime.session import OpenedSession, open_session
+from edgegen.runtime.session_config import SessionConfig, applied, cuda_options, fill_defaults
 
 
 def test_cuda_options_leave_tf32_to_onnxruntime_and_fuse_the_bias():
-    filled = _fill_defaults(SessionConfig(), CUDA)
+    filled = fill_defaults(SessionConfig(), CUDA)
     assert filled.tf32 is None and filled.fuse_conv_bias is True
     assert cuda_options(filled) == {"prefer_nhwc": "1", "fuse_conv_bias": "1"}
-    exact = _fill_defaults(SessionConfig(tf32=False, fuse_conv_bias=False), CUDA)
+    exact = fill_defaults(SessionConfig(tf32=False, fuse_conv_bias=False), CUDA)
     assert cuda_options(exact) == {"prefer_nhwc": "1", "use_tf32": "0", "fuse_conv_bias": "0"}
-    cpu = _fill_defaults(SessionConfig(), "CPUExecutionProvider")
+    cpu = fill_defaults(SessionConfig(), "CPUExecutionProvider")
     assert cpu.tf32 is None and cpu.fuse_conv_bias is None
 
 
 @pytest.fixture
 def as_if_on_cuda(monkeypatch):
-    """open_session makes a real CPU session but reports CUDA, with the config CUDA would get;
-    every config asked for is recorded."""
+    """open_session makes a real CPU session but reports CUDA, with the config a CUDA session
+    gets for the precision the Generator tells it; every config asked for is recorded."""
     asked: list[SessionConfig] = []
 
-    def fake_open(path: Path, device: object, config: SessionConfig) -> OpenedSession:
+    def fake_open(
+        path: Path, device: object, config: SessionConfig, precision: str | None = None
+    ) -> OpenedSession:
         asked.append(config)
         real = open_session(path, "cpu", SessionConfig(threads=1))
         return OpenedSession(real.session, [CUDA, "CPUExecutionProvider"],
-                             _fill_defaults(config, CUDA))  # fmt: skip
+                             applied(config, CUDA, precision))  # fmt: skip
 
     monkeypatch.setattr(generator_module, "open_session", fake_open)
     return asked
@@ -54,9 +51,9 @@ def model(tmp_path: Path, precision: str) -> Path:
     return identity_onnx(tmp_path / f"id.{precision}.onnx", spec)
 
 
-def test_an_fp32_model_is_reopened_without_tf32_or_bias_fusion(tmp_path, as_if_on_cuda):
+def test_an_fp32_model_opens_one_session_without_tf32_or_bias_fusion(tmp_path, as_if_on_cuda):
     gen = Generator(model(tmp_path, "fp32"), device="cuda")
-    assert len(as_if_on_cuda) == 2  # the spec is read from the first session
+    assert len(as_if_on_cuda) == 1  # the spec is read from the file, before the session
     assert gen.options.tf32 is False and gen.options.fuse_conv_bias is False
     assert gen.options.prefer_nhwc is False  # exact fp32 ran 12-20% faster in NCHW
     assert cuda_options(gen.options) == {"use_tf32": "0", "fuse_conv_bias": "0"}
@@ -84,7 +81,9 @@ def test_what_the_caller_sets_is_kept_for_fp32(tmp_path, as_if_on_cuda):
 def test_no_second_session_under_tensorrt(tmp_path, monkeypatch):
     asked: list[SessionConfig] = []
 
-    def fake_open(path: Path, device: object, config: SessionConfig) -> OpenedSession:
+    def fake_open(
+        path: Path, device: object, config: SessionConfig, precision: str | None = None
+    ) -> OpenedSession:
         asked.append(config)
         real = open_session(path, "cpu", SessionConfig(threads=1))
         trt = ["TensorrtExecutionProvider", CUDA, "CPUExecutionProvider"]
@@ -101,3 +100,16 @@ def test_on_the_cpu_neither_option_is_accepted(tmp_path):
             Generator(model(tmp_path, "fp32"), device="cpu", **options)
     gen = Generator(model(tmp_path, "fp32"), device="cpu", tf32=False, fuse_conv_bias=False)
     assert gen.providers == ["CPUExecutionProvider"]
+
+
+def test_an_ort_format_fp32_model_learns_its_spec_from_a_first_session(tmp_path, as_if_on_cuda):
+    """An ORT-format file's spec is not in protobuf: the first session says it, and an fp32
+    model then gets its exact session."""
+    onnx_path = model(tmp_path, "fp32")
+    ort_path = tmp_path / "id.fp32.ort"
+    from edgegen.runtime.session import create_session
+
+    create_session(onnx_path, save_optimized=ort_path, save_format="ORT")
+    gen = Generator(ort_path, device="cuda")
+    assert len(as_if_on_cuda) == 2
+    assert gen.spec.precision == "fp32" and gen.options.tf32 is False

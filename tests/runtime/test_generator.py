@@ -260,7 +260,7 @@ def test_infer_refuses_a_batch_of_the_wrong_shape():
         gen.infer(np.zeros((1, 4, 8, 8), np.float32))
 
 
-# -- session options and IO binding (runtime/session.py) --------------------------------------
+# -- session options and IO binding (runtime/session*.py) -------------------------------------
 
 
 def test_io_binding_on_cpu_matches_plain_runs_and_reuses_buffers():
@@ -376,7 +376,7 @@ def trt_listed_without_libraries(monkeypatch):
     listed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     monkeypatch.setattr(session, "available_providers", lambda: listed)
     monkeypatch.setattr("edgegen.runtime.providers.available_providers", lambda: listed)
-    monkeypatch.setattr(session, "_preload_gpu_libraries", lambda: None)
+    monkeypatch.setattr(session, "preload_gpu_libraries", lambda: None)
     monkeypatch.setattr(
         session, "provider_library_error", lambda p: NVINFER if "Tensorrt" in p else None
     )
@@ -409,16 +409,16 @@ def test_auto_skips_providers_that_do_not_load_and_says_why(
 
 
 def test_library_probe_reports_the_loader_message(tmp_path):
-    from edgegen.runtime.session import _missing_libraries, library_error
+    from edgegen.runtime.gpu_libraries import library_error, missing_libraries
 
     missing = library_error(tmp_path / "libnvinfer.so.10")
     assert missing is not None and "cannot open shared object file" in missing
-    assert _missing_libraries(missing) == "missing libnvinfer.so.10"
+    assert missing_libraries(missing) == "missing libnvinfer.so.10"
     fake = tmp_path / "libfake.so"  # a failure other than a missing file: the session decides
     fake.write_bytes(b"not a shared object")
     assert library_error(fake) is None
     shared = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_shared.so"
     assert library_error(shared) is None
-    assert _missing_libraries(NVINFER) == "missing libnvinfer.so.10"
+    assert missing_libraries(NVINFER) == "missing libnvinfer.so.10"
     cudnn = "libcudnn.so.9: cannot open shared object file"
-    assert _missing_libraries(cudnn) == "missing libcudnn.so.9"
+    assert missing_libraries(cudnn) == "missing libcudnn.so.9"

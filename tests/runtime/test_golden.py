@@ -5,26 +5,11 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
-import onnx
 import pytest
-from onnx import numpy_helper
-from tinymodels import exported
+from tinymodels import exported, tamper
 
 from edgegen.runtime import EdgegenError, Generator
 from edgegen.runtime.golden import golden_path
-
-
-def tamper(src, dst) -> None:
-    """Copy a model and shift the bias of its last convolution (as an attacker or bad copy)."""
-    model = onnx.load(str(src))
-    conv = [n for n in model.graph.node if n.op_type == "Conv"][-1]
-    name = conv.input[2]
-    for init in model.graph.initializer:
-        if init.name == name:
-            arr = numpy_helper.to_array(init).copy() + np.float32(0.05)
-            init.CopyFrom(numpy_helper.from_array(arr, name))
-    onnx.save(model, str(dst))
-    shutil.copy(golden_path(src), golden_path(dst))
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])

@@ -1,5 +1,6 @@
 """The runtime must work with only numpy + onnxruntime: no torch, onnx or scikit-image."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -36,9 +37,26 @@ def run_python(code: str, blocked: str | None = None) -> subprocess.CompletedPro
     )
 
 
+def test_the_runtime_core_loads_numpy_and_onnxruntime_only():
+    """Every module of edgegen.runtime, imported where torch and onnx are not installed, loads
+    no click, no Pillow (until an image is read) and no other edgegen package."""
+    proc = run_python(
+        "import importlib, json, pkgutil, sys, edgegen.runtime as rt\n"
+        "for m in pkgutil.iter_modules(rt.__path__):\n"
+        "    importlib.import_module('edgegen.runtime.' + m.name)\n"
+        "top = {m.split('.')[0] for m in sys.modules}\n"
+        "print(json.dumps(sorted(top & {'click', 'PIL', 'tqdm', 'rich', 'skimage', 'numpy'})))\n"
+        "print(json.dumps(sorted({m for m in sys.modules if m.startswith('edgegen.')})))"
+    )
+    assert proc.returncode == 0, proc.stderr
+    third_party, edgegen_modules = (json.loads(line) for line in proc.stdout.splitlines())
+    assert third_party == ["numpy"]  # onnxruntime too, once a session is opened
+    assert edgegen_modules and all(m.startswith("edgegen.runtime") for m in edgegen_modules)
+
+
 def test_runtime_imports_without_heavy_packages():
     proc = run_python(
-        "import edgegen.runtime, edgegen.runtime.cli, sys\n"
+        "import edgegen.runtime, edgegen.cli.main, sys\n"
         "heavy = {'torch', 'onnx', 'skimage', 'PIL'} & {m.split('.')[0] for m in sys.modules}\n"
         "assert not heavy, heavy\n"
         "print(edgegen.runtime.ModelSpec(task='denoise').to_json())"
@@ -48,11 +66,11 @@ def test_runtime_imports_without_heavy_packages():
 
 
 def test_help_works_and_train_names_the_extra_without_torch():
-    proc = run_python("from edgegen.runtime.cli import main; main(['--help'])")
+    proc = run_python("from edgegen.cli.main import main; main(['--help'])")
     assert proc.returncode == 0, proc.stderr
     assert "train" in proc.stdout
 
-    proc = run_python("from edgegen.runtime.cli import main; main(['train', '--steps', '1'])")
+    proc = run_python("from edgegen.cli.main import main; main(['train', '--steps', '1'])")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -71,7 +89,7 @@ def test_a_dependency_missing_inside_a_command_is_one_line(tmp_path):
     record = {"step": 0, "config": cfg.to_dict(), "spec": make_spec(cfg, model).to_dict()}
     ckpt = save_checkpoint(tmp_path, "best", record, model.state_dict())
     code = (
-        "from edgegen.runtime.cli import main; "
+        "from edgegen.cli.main import main; "
         f"main(['export', {str(ckpt)!r}, '--out', {str(tmp_path / 'out')!r}])"
     )
     proc = run_python(code, blocked="onnxslim")
@@ -120,7 +138,7 @@ def test_cpu_only_venv(tmp_path):
     # The runtime's job in that venv: run a real photo through an exported model and verify it.
     from tinymodels import fp32_model
 
-    from edgegen.train.data.images import bundled_paths
+    from edgegen.evaluation.photos import bundled_paths
 
     model = fp32_model()
     photo = tmp_path / "photo.png"

@@ -25,7 +25,7 @@ write_image({str(tmp_path / "o.png")!r}, out)
 assert (read_image({str(tmp_path / "o.png")!r}) == out).all()
 heavy = {{'torch', 'onnx', 'skimage'}} & {{m.split('.')[0] for m in sys.modules}}
 assert not heavy, heavy
-from edgegen.runtime.cli import main
+from edgegen.cli.main import main
 main(['verify', {str(model)!r}])
 """
     proc = run_python(code)

@@ -84,7 +84,7 @@ def test_models_and_the_default_model_need_no_torch():
 
     proc = run_python(
         "import sys\n"
-        "from edgegen.runtime.cli import main\n"
+        "from edgegen.cli.main import main\n"
         "try:\n"
         "    main(['models'])\n"
         "except SystemExit as exc:\n"

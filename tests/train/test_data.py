@@ -15,24 +15,25 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from edgegen.runtime.errors import EdgegenError
-from edgegen.train.config import TrainConfig
-from edgegen.train.data import (
-    BUNDLED_HELD_OUT,
-    BUNDLED_TRAIN,
+from edgegen.evaluation.degrade import (
     BicubicDownscale,
     GaussianNoise,
     JpegCompression,
-    PatchDataset,
+    make_degradation,
+)
+from edgegen.evaluation.photos import (
+    BUNDLED_HELD_OUT,
+    BUNDLED_TRAIN,
     Photo,
-    StreamSampler,
+    bundled_dir,
+    bundled_paths,
     find_images,
     load_all,
     load_photo,
-    make_degradation,
-    make_val_pairs,
 )
-from edgegen.train.data.images import bundled_dir, bundled_paths
+from edgegen.runtime.errors import EdgegenError
+from edgegen.train.config import TrainConfig
+from edgegen.train.data import PatchDataset, StreamSampler, val_samples
 from edgegen.train.trainer import load_photos
 
 # ------------------------------------------------------------------------------- helpers
@@ -241,7 +242,7 @@ def test_exif_orientation_is_applied(tmp_path):
 def test_load_photo_raises_for_a_non_image(tmp_path):
     path = tmp_path / "notes.png"
     path.write_text("not an image")
-    with pytest.raises((OSError, ValueError)):
+    with pytest.raises(EdgegenError, match="notes.png"):
         load_photo(path)
 
 
@@ -617,7 +618,7 @@ def test_make_degradation_maps_tasks():
         make_degradation("deblur")
 
 
-# ------------------------------------------------------------------------- make_val_pairs
+# ---------------------------------------------------------------------------- val_samples
 
 
 def val_photos():
@@ -627,13 +628,13 @@ def val_photos():
     ]
 
 
-def test_make_val_pairs_is_deterministic():
+def test_val_samples_is_deterministic():
     photos = val_photos()
     np.random.seed(1)
-    first_pairs = make_val_pairs(photos, GaussianNoise(25))
+    first_pairs = val_samples(photos, GaussianNoise(25))
     np.random.seed(2)  # the global NumPy state plays no part
-    second_pairs = make_val_pairs(photos, GaussianNoise(25))
-    assert [p.name for p in first_pairs] == ["a.png", "b.png"]
+    second_pairs = val_samples(photos, GaussianNoise(25))
+    assert [p.photo for p in first_pairs] == ["a.png", "b.png"]
     for one, two, photo in zip(first_pairs, second_pairs, photos, strict=True):
         np.testing.assert_array_equal(one.degraded, two.degraded)
         np.testing.assert_array_equal(one.clean, photo.pixels.astype(np.float32) / 255)
@@ -645,9 +646,9 @@ def test_make_val_pairs_is_deterministic():
     assert not np.allclose(noise_a, noise_b)
 
 
-def test_make_val_pairs_crops_to_a_multiple_of_the_scale():
+def test_val_samples_crop_the_centre_to_a_multiple_of_the_scale():
     photos = val_photos()
-    pairs = make_val_pairs(photos, BicubicDownscale(2), scale=2)
+    pairs = val_samples(photos, BicubicDownscale(2), scale=2)
     assert pairs[0].clean.shape == (100, 74, 3)
     assert pairs[0].degraded.shape == (50, 37, 3)
     assert pairs[1].clean.shape == (60, 90, 3)
@@ -655,13 +656,30 @@ def test_make_val_pairs_crops_to_a_multiple_of_the_scale():
     np.testing.assert_array_equal(
         pairs[0].clean, photos[0].pixels[:100, :74].astype(np.float32) / 255
     )
-    again = make_val_pairs(photos, BicubicDownscale(2), scale=2)
+    again = val_samples(photos, BicubicDownscale(2), scale=2)
     for one, two in zip(pairs, again, strict=True):
         np.testing.assert_array_equal(one.degraded, two.degraded)
 
-    three = make_val_pairs(photos, BicubicDownscale(3), scale=3)
+    three = val_samples(photos, BicubicDownscale(3), scale=3)
     assert three[0].clean.shape == (99, 75, 3)
     assert three[0].degraded.shape == (33, 25, 3)
+    np.testing.assert_array_equal(  # one row off the top: the crop is centred
+        three[0].clean, photos[0].pixels[1:100, :75].astype(np.float32) / 255
+    )
+
+
+def test_val_samples_are_the_whole_photo_samples_of_verification_and_compare():
+    """Training validates on exactly the inputs compare and export measure the model on."""
+    from edgegen.evaluation.samples import samples_from_photos
+
+    photos = val_photos()
+    for degradation, scale in ((GaussianNoise(25), 1), (BicubicDownscale(2), 2)):
+        train = val_samples(photos, degradation, scale)
+        other = samples_from_photos(photos, degradation, scale, [(37, 53), "full", (96, 128)])
+        full = [s for s in other if s.size == "full"]
+        for a, b in zip(train, full, strict=True):
+            np.testing.assert_array_equal(a.degraded, b.degraded)
+            np.testing.assert_array_equal(a.clean, b.clean)
 
 
 # ------------------------------------------------------------------- trainer.load_photos
@@ -759,6 +777,6 @@ def test_load_photos_corrupt_first_file_does_not_abort(tmp_path):
 )
 def test_degradation_round_trips_through_the_spec(degradation):
     """What a spec records (via JSON) rebuilds the very degradation that trained the model."""
-    from edgegen.train.data import degradation_from_spec
+    from edgegen.evaluation.degrade import degradation_from_spec
 
     assert degradation_from_spec(json.loads(json.dumps(degradation.describe()))) == degradation

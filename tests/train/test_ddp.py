@@ -47,7 +47,7 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> DdpRun:
     run = tmp_path_factory.mktemp("ddp") / "RUN"
     cmd = [
         str(TORCHRUN), "--standalone", "--nproc-per-node", "2",
-        "-m", "edgegen.runtime.cli", "train",
+        "-m", "edgegen.cli", "train",
         "--arch", "tiny", "--steps", str(STEPS), "--val-every", str(STEPS), "--patch", "32",
         "--batch", str(BATCH), "--workers", "0", "--device", "cpu", "--no-progress",
         "--out", str(run),

@@ -1,4 +1,4 @@
-"""Training patches and held-out validation pairs.
+"""Training patches and the held-out validation samples.
 
 A training sample is a pure function of ``(seed, index)``: the sampler hands out global indices
 (step * global_batch + rank * per_rank + i), so the stream is identical with any number of
@@ -8,15 +8,14 @@ workers, sharded across DDP ranks without overlap, and resumes exactly where it 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from edgegen.runtime.degrade import Degradation
-
-from .images import Photo
+from edgegen.evaluation.degrade import Degradation
+from edgegen.evaluation.photos import Photo
+from edgegen.evaluation.samples import Sample, samples_from_photos
 
 
 def to_chw(array: np.ndarray) -> torch.Tensor:
@@ -81,22 +80,9 @@ class StreamSampler(Sampler[int]):
             step += 1
 
 
-@dataclass
-class ValPair:
-    name: str
-    degraded: np.ndarray  # float32 HWC
-    clean: np.ndarray  # float32 HWC
-
-
-def make_val_pairs(photos: list[Photo], degradation: Degradation, scale: int = 1) -> list[ValPair]:
-    """Whole held-out photos, degraded with a fixed seed per photo so that every run, whatever
-    its training seed, is measured on exactly the same inputs."""
-    pairs = []
-    for i, photo in enumerate(photos):
-        clean = photo.as_float()
-        if scale > 1:
-            h, w = (photo.height // scale) * scale, (photo.width // scale) * scale
-            clean = np.ascontiguousarray(clean[:h, :w])
-        degraded = degradation(clean, np.random.default_rng((20240611, i)))
-        pairs.append(ValPair(photo.name, degraded, clean))
-    return pairs
+def val_samples(photos: list[Photo], degradation: Degradation, scale: int = 1) -> list[Sample]:
+    """The whole held-out photos, degraded exactly as export's verification and ``edgegen
+    compare`` degrade them (:mod:`edgegen.evaluation.samples`), so that every run, whatever its
+    training seed, is measured on the same inputs, and its validation PSNR is the one the later
+    tools report for the PyTorch model."""
+    return samples_from_photos(photos, degradation, scale, ("full",))

@@ -1,21 +1,29 @@
-"""``edgegen export``: a thin click command over :func:`edgegen.export.api.export_checkpoint`."""
+"""``edgegen export``: a thin click command over
+:func:`edgegen.export.transaction.export_checkpoint`."""
 
 from __future__ import annotations
 
 import click
 
+from edgegen.export.onnx_export import DEFAULT_OPSET
+from edgegen.export.transaction import (
+    CALIB_METHODS,
+    EXPORT_PRECISIONS,
+    ExportConfig,
+    VerificationFailed,
+    export_checkpoint,
+)
 from edgegen.runtime.errors import EdgegenError
-
-from .api import CALIB_METHODS, PRECISIONS, ExportConfig, VerificationFailed, export_checkpoint
-from .onnx_export import DEFAULT_OPSET
 
 
 def _precisions(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
     names = tuple(p.strip() for p in value.split(",") if p.strip())
-    unknown = [p for p in names if p not in PRECISIONS]
+    unknown = [p for p in names if p not in EXPORT_PRECISIONS]
     if unknown or not names:
         given = ", ".join(unknown) or repr(value)
-        raise click.BadParameter(f"unknown precision {given}; choose from {', '.join(PRECISIONS)}")
+        raise click.BadParameter(
+            f"unknown precision {given}; choose from {', '.join(EXPORT_PRECISIONS)}"
+        )
     return names
 
 
@@ -180,7 +188,7 @@ def _print_auto(manifest_path: object) -> None:
 
 
 def _print_report(precision: str, report: object) -> None:
-    from .verify import Report
+    from edgegen.export.verify import Report
 
     if not isinstance(report, Report):
         click.echo(f"{precision}: not verified (--no-verify)")

@@ -1,6 +1,7 @@
 """The ``edgegen`` command: a click group whose subcommands load only when called.
 
-Subcommands live with the code they drive (``edgegen train`` in ``edgegen.train``); loading them
+Each subcommand is a module of this package (``edgegen train`` is :mod:`edgegen.cli.train`), a
+thin click command that builds the library's objects and prints what they return. Loading them
 lazily keeps ``edgegen --help`` working with only ``edgegen[cpu]`` installed, and turns a missing
 extra into one line that says what to install.
 
@@ -15,39 +16,39 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .errors import EdgegenError
+from edgegen.runtime import __version__
+from edgegen.runtime.errors import EdgegenError
 
 # name -> (module, attribute, extra that provides its imports, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "train": ("edgegen.train.cli", "train", "train", "Train a residual generator on photos."),
+    "train": ("edgegen.cli.train", "train", "train", "Train a residual generator on photos."),
     "export": (
-        "edgegen.export.cli",
+        "edgegen.cli.export",
         "export",
         "train",
         "Export a checkpoint to verified ONNX (fp32, fp16, int8).",
     ),
-    "run": ("edgegen.runtime.commands", "run", "cpu", "Run a model on image files."),
+    "run": ("edgegen.cli.run", "run", "cpu", "Run a model on image files."),
     "verify": (
-        "edgegen.runtime.commands",
+        "edgegen.cli.verify",
         "verify",
         "cpu",
         "Verify a model on this machine against its golden samples.",
     ),
     "compare": (
-        "edgegen.runtime.compare_cli",
+        "edgegen.cli.compare",
         "compare",
         "cpu",
         "Compare ONNX variants with a reference: error, PSNR/SSIM, latency.",
     ),
     "bench": (
-        "edgegen.runtime.bench_cli",
+        "edgegen.cli.bench",
         "bench",
         "cpu",
         "Latency, throughput and GFLOP/s of exported models.",
     ),
-    "pipeline": ("edgegen.export.pipeline", "pipeline", "train", "Train, export, verify, compare."),
-    "models": ("edgegen.runtime.zoo", "models", "cpu", "List the shipped pretrained models."),
+    "pipeline": ("edgegen.cli.pipeline", "pipeline", "train", "Train, export, verify, compare."),
+    "models": ("edgegen.cli.models", "models", "cpu", "List the shipped pretrained models."),
 }
 
 
@@ -150,5 +151,5 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(rc if isinstance(rc, int) else 0)
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m edgegen.runtime.cli`, used by torchrun
+if __name__ == "__main__":  # pragma: no cover - `python -m edgegen.cli.main`
     main()

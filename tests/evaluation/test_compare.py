@@ -8,20 +8,17 @@ import sys
 
 import numpy as np
 import pytest
-from test_golden import tamper
-from tinymodels import exported, tiny_checkpoint
+from tinymodels import exported, run_compare, tamper, tiny_checkpoint
 
-from edgegen.runtime import EdgegenError
-from edgegen.runtime.compare import (
+from edgegen.evaluation.compare import (
     ROW_KEYS,
     VARIANT_KEYS,
     Thresholds,
-    compare,
-    format_json,
-    format_markdown,
-    format_table,
-    parse_sizes,
+    onnx_reference,
 )
+from edgegen.evaluation.formats import render
+from edgegen.evaluation.samples import parse_sizes
+from edgegen.runtime import EdgegenError
 from edgegen.runtime.metrics import psnr
 
 SIZES = parse_sizes("37x53,96x128")
@@ -34,7 +31,7 @@ def _out():
 def test_three_variants_pass_loose_thresholds():
     out = _out()
     limits = Thresholds(max_lsb=64, min_psnr=30, max_psnr_drop=0.5)
-    result = compare(out / "model.fp32.onnx", [out], sizes=SIZES, thresholds=limits, repeats=1)
+    result = run_compare(out / "model.fp32.onnx", [out], sizes=SIZES, thresholds=limits, repeats=1)
     assert result, result.failures
     assert [v.precision for v in result.variants] == ["fp16", "fp32", "int8"]
     assert all(v.provider == "cpu" and v.providers_ran == ["CPUExecutionProvider"]
@@ -52,20 +49,20 @@ def test_three_variants_pass_loose_thresholds():
 
 def test_tight_threshold_fails_naming_variant_provider_size():
     out = _out()
-    result = compare(
+    result = run_compare(
         out / "model.fp32.onnx", [out / "model.int8.onnx"], sizes=SIZES,
         thresholds=Thresholds(max_lsb=0.5), repeats=1,
     )  # fmt: skip
     assert not result
     assert any("model.int8.onnx on cpu at 37x53" in f and "--max-lsb" in f for f in result.failures)
-    assert "FAIL" in format_table(result)
+    assert "FAIL" in render(result, "table")
 
 
 def test_tampered_variant_is_caught(tmp_path):
     out = _out()
     bad = tmp_path / "model.fp32.onnx"
     tamper(out / "model.fp32.onnx", bad)
-    result = compare(
+    result = run_compare(
         out / "model.fp32.onnx", [bad], sizes=SIZES, thresholds=Thresholds(max_lsb=0.0255),
         repeats=1,
     )  # fmt: skip
@@ -75,16 +72,15 @@ def test_tampered_variant_is_caught(tmp_path):
 def test_metrics_agree_with_skimage():
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-    from edgegen.runtime.compare import compare_outputs, load_reference, make_samples, run_samples
+    from edgegen.evaluation.compare import compare_outputs, run_samples
+    from edgegen.evaluation.samples import make_samples
 
     out = _out()
-    ref = load_reference(out / "model.fp32.onnx")
-    var = load_reference(out / "model.fp32.onnx")  # any runner will do
+    ref = onnx_reference(out / "model.fp32.onnx")
+    var = onnx_reference(out / "model.fp32.onnx")  # any runner will do
     samples = make_samples(ref.spec, "bundled", [(37, 53)])
-    a = run_samples(ref, ref.spec, samples, 1).outputs
-    b = [
-        np.clip(o + np.float32(0.01), 0, 1) for o in run_samples(var, var.spec, samples, 1).outputs
-    ]
+    a = run_samples(ref, samples, 1).outputs
+    b = [np.clip(o + np.float32(0.01), 0, 1) for o in run_samples(var, samples, 1).outputs]
 
     def ssim(x, y):
         return float(structural_similarity(x, y, data_range=1.0, channel_axis=2))
@@ -111,22 +107,22 @@ def test_metrics_agree_with_skimage():
 
 def test_json_keys_are_stable_and_markdown_has_a_header():
     out = _out()
-    result = compare(out / "model.fp32.onnx", [out / "model.fp16.onnx"], sizes=SIZES, repeats=1)
-    data = json.loads(format_json(result))
+    result = run_compare(out / "model.fp32.onnx", [out / "model.fp16.onnx"], sizes=SIZES, repeats=1)
+    data = json.loads(render(result, "json"))
     assert list(data) == ["settings", "reference", "variants", "failures", "passed"]
     (v,) = data["variants"]
     assert tuple(v) == VARIANT_KEYS
     assert all(tuple(r) == ROW_KEYS for r in v["rows"])
     assert data["settings"]["sizes"] == ["37x53", "96x128"]
     assert data["reference"]["kind"] == "onnx"
-    md = format_markdown(result).splitlines()
+    md = render(result, "markdown").splitlines()
     assert md[0].startswith("| variant | provider | size |") and md[1].startswith("|---|")
 
 
 def test_checkpoint_reference(tmp_path):
     out = _out()
     ckpt = tiny_checkpoint(tmp_path / "run")  # the same seed and config as the export's
-    result = compare(
+    result = run_compare(
         tmp_path / "run", [out / "model.fp32.onnx"], sizes=SIZES,
         thresholds=Thresholds(max_lsb=0.0255), repeats=1,
     )  # fmt: skip
@@ -137,13 +133,13 @@ def test_checkpoint_reference(tmp_path):
 def test_input_errors():
     out = _out()
     with pytest.raises(EdgegenError, match="no such file"):
-        compare(out / "nope.onnx", [out], sizes=SIZES)
+        run_compare(out / "nope.onnx", [out], sizes=SIZES)
     with pytest.raises(EdgegenError, match="not an .onnx file"):
-        compare(out / "model.fp32.onnx", [out / "model.fp32.manifest.json"], sizes=SIZES)
+        run_compare(out / "model.fp32.onnx", [out / "model.fp32.manifest.json"], sizes=SIZES)
     with pytest.raises(EdgegenError, match="unknown provider"):
-        compare(out / "model.fp32.onnx", [out], devices=["tpu"], sizes=SIZES)
+        run_compare(out / "model.fp32.onnx", [out], devices=["tpu"], sizes=SIZES)
     with pytest.raises(EdgegenError, match="fp16; the reference must be fp32"):
-        compare(out / "model.fp16.onnx", [out], sizes=SIZES)
+        run_compare(out / "model.fp16.onnx", [out], sizes=SIZES)
     with pytest.raises(EdgegenError, match="bad size"):
         parse_sizes("12y")
 
@@ -151,10 +147,12 @@ def test_input_errors():
 def test_compare_module_stays_torch_free():
     code = (
         "import sys\n"
-        "import edgegen.runtime.compare as c\n"
+        "import edgegen.evaluation.compare, edgegen.evaluation.report\n"
+        "import edgegen.evaluation.bench, edgegen.evaluation.layers\n"
+        "from edgegen.evaluation.degrade import degradation_from_spec\n"
         "from edgegen.runtime.spec import ModelSpec\n"
         "spec = ModelSpec(task='denoise', degradation={'kind': 'gaussian_noise', 'sigma': 25.0})\n"
-        "c.degradation_from_spec(spec.degradation)\n"
+        "degradation_from_spec(spec.degradation)\n"
         "heavy = {'torch', 'onnx'} & {m.split('.')[0] for m in sys.modules}\n"
         "assert not heavy, heavy\n"
     )

@@ -1,17 +1,27 @@
-"""Finding and decoding training photos: a user's folder, or the photos inside scikit-image."""
+"""The photos edgegen trains, verifies and compares on, decoded one way.
+
+A photo set is a user's folder (or file), or the photos that ship inside scikit-image's wheel
+(no download needed), split once: the training photos and three held-out ones that training
+never sees, and that export verifies and compare measures on. Every photo is decoded here into
+the model's channels (:func:`load_photo`), through the runtime's image reader, so training,
+calibration, verification and comparison see the same pixels and fail the same way on a bad
+file.
+"""
 
 from __future__ import annotations
 
-import os
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgegen.runtime.errors import EdgegenError
-from edgegen.runtime.images import BUNDLED_HELD_OUT  # the fixed held-out split
+from edgegen.runtime.images import IMAGE_SUFFIXES, open_still
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# The held-out photos that ship inside scikit-image: training never sees them, export verifies
+# and compare measures on them. chelsea.png is also data.cat().
+BUNDLED_HELD_OUT = ("chelsea.png", "rocket.jpg", "coffee.png")
 
 # Photos that ship inside scikit-image's wheel (no download needed). Synthetic images
 # (checkerboards, blobs, logos, phantoms) are left out: they teach nothing about photos.
@@ -57,13 +67,11 @@ class Photo:
 
 
 def bundled_dir() -> Path:
-    try:
-        import skimage.data
-    except ModuleNotFoundError:
-        raise EdgegenError(
-            "--data bundled needs scikit-image: pip install 'edgegen[train]'"
-        ) from None
-    return Path(os.path.dirname(skimage.data.__file__))
+    """scikit-image's data folder, found without importing scikit-image."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise EdgegenError("the bundled photos need scikit-image: pip install 'edgegen[train]'")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 def bundled_paths(split: str) -> list[Path]:
@@ -101,14 +109,14 @@ def load_photo(path: Path, channels: int = 3) -> Photo:
     Gray becomes RGB by repetition and RGB becomes gray by Pillow's luma (ITU-R 601); alpha is
     composited over white (transparent areas of photos and scans are usually paper-white);
     palette images are expanded; 16-bit sources keep 16 bits. EXIF orientation is applied.
-    Raises ``OSError``/``ValueError`` for files that are not readable images.
+    Raises :class:`EdgegenError` (one line, naming the file) for a file that is not a readable
+    still image.
     """
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as img:
-        img.load()
-        upright = ImageOps.exif_transpose(img)
-        return Photo(path.name, _to_array(upright, channels))
+    with open_still(path) as image:
+        try:
+            return Photo(path.name, _to_array(image, channels))
+        except (OSError, ValueError) as exc:  # a mode Pillow cannot convert
+            raise EdgegenError(f"image {path} cannot be converted: {exc}") from None
 
 
 def _to_array(img, channels: int) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -170,11 +178,34 @@ def load_all(paths: list[Path], channels: int, root: Path | None = None) -> Load
             photo = load_photo(path, channels)
             if root is not None and root.is_dir():
                 photo.name = path.relative_to(root).as_posix()
-        except Exception as exc:  # Pillow raises many types for corrupt data; any means "skip"
-            failed.append((path, f"{type(exc).__name__}: {exc}".splitlines()[0]))
+        except EdgegenError as exc:
+            failed.append((path, str(exc).splitlines()[0]))
             continue
         if photo.height < 2 or photo.width < 2:
             failed.append((path, f"too small ({photo.width}x{photo.height})"))
             continue
         photos.append(photo)
     return LoadResult(photos, failed)
+
+
+def held_out_photos(source: str, channels: int, option: str = "--images") -> list[Photo]:
+    """The photos a model is verified or compared on: ``bundled`` (the held-out photos inside
+    scikit-image), an image file, or the images under a folder. ``option`` names the setting
+    in messages. Any unreadable photo is an error: a verification set must be what it says."""
+    if source == "bundled":
+        paths = bundled_paths("val")
+        root = None
+    else:
+        root = Path(source)
+        if not root.exists():
+            raise EdgegenError(f"{option} {source}: no such file or folder")
+        if root.is_dir() and not any(
+            p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in root.rglob("*")
+        ):
+            raise EdgegenError(f"{option} {source}: the folder holds no images")
+        paths = find_images(root)
+    photos = [load_photo(path, channels) for path in paths]
+    if root is not None and root.is_dir():
+        for path, photo in zip(paths, photos, strict=True):
+            photo.name = path.relative_to(root).as_posix()
+    return photos

@@ -2,8 +2,8 @@
 
 Each works on float32 HWC arrays in [0, 1] and draws its randomness from the ``rng`` it is given,
 so a sample is a pure function of (seed, index): reproducible across workers, ranks and resumes.
-They live in the runtime (numpy, and Pillow when called) because training, export and the
-torch-free ``edgegen compare`` all make ground-truth pairs with them.
+Training makes its pairs with them, and export's verification and the torch-free
+``edgegen compare`` their ground truth: numpy, and Pillow when called.
 """
 
 from __future__ import annotations

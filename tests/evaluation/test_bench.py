@@ -8,7 +8,8 @@ import pytest
 from clitools import assert_one_line_error, run_edgegen
 from tinymodels import exported
 
-from edgegen.runtime.bench import bench, conv_gflop, matmul_ceiling
+from edgegen.evaluation.bench import bench, conv_gflop, matmul_ceiling
+from edgegen.runners import onnx_runner
 from edgegen.runtime.spec import ModelSpec
 
 
@@ -30,7 +31,8 @@ def test_conv_gflop_by_hand():
 def test_bench_rows_and_ratios(tmp_path):
     out = exported(("fp32", "fp16", "int8"))
     models = sorted(out.glob("model.*.onnx"))
-    result = bench(models, ["cpu"], [(32, 48)], [1, 2], threads=1, rounds=1)
+    runners = [onnx_runner(m, threads=1) for m in models]
+    result = bench(runners, [(32, 48)], [1, 2], rounds=1, threads=1)
     assert len(result.rows) == 3 * 2
     fp32_rows = [r for r in result.rows if r.model == "model.fp32.onnx"]
     assert all(r.speedup == pytest.approx(1.0) for r in fp32_rows)
@@ -68,11 +70,13 @@ def test_bench_cli_writes_json_and_refuses_bad_input(tmp_path):
 def test_bench_times_the_checkpoint_in_pytorch(tmp_path):
     from tinymodels import tiny_checkpoint
 
-    from edgegen.export.api import ExportConfig, export_checkpoint
+    from edgegen.cli.bench import torch_runners
+    from edgegen.export.transaction import ExportConfig, export_checkpoint
 
     ckpt = tiny_checkpoint(tmp_path / "run")
     export_checkpoint(ckpt, ExportConfig(out=str(tmp_path / "out"), verify=False))
-    result = bench([tmp_path / "out" / "model.fp32.onnx"], ["cpu"], [(24, 24)], [1], 1, ckpt, 1)
+    runners = [onnx_runner(tmp_path / "out" / "model.fp32.onnx", threads=1), *torch_runners(ckpt)]
+    result = bench(runners, [(24, 24)], [1], rounds=1, threads=1)
     names = [r.model for r in result.rows]
     assert names == ["model.fp32.onnx", "torch eager", "torch channels_last"]
     assert all(r.speedup is not None and r.speedup > 0 for r in result.rows)

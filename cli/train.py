@@ -1,4 +1,7 @@
-"""``edgegen train``: a thin click command over :func:`edgegen.train.trainer.train`."""
+"""``edgegen train``: a thin click command over :func:`edgegen.train.trainer.train`.
+
+Nothing from ``edgegen.train`` (torch) is imported until the command runs, so its ``--help``
+works with only ``edgegen[cpu]`` installed."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from .config import build_config
+from edgegen.runtime.errors import EdgegenError
 
 # Options default to None so that only those the user gave override a preset.
 _RANGE = "NUMBER or LOW,HIGH"
@@ -105,11 +108,12 @@ def train(
       edgegen train --task sr --scale 2 --arch small --data ~/photos --minutes 30
       edgegen train --resume runs/dn
       edgegen train --qat-from runs/dn --steps 100 --out runs/dn-qat
-      torchrun --nproc-per-node 2 -m edgegen.runtime.cli train --preset denoise-small
+      torchrun --nproc-per-node 2 -m edgegen.cli train --preset denoise-small
 
     Exit codes: 0 done; 2 bad options or input (one line on stderr).
     """
-    from .trainer import train as run_training
+    from edgegen.train.config import build_config
+    from edgegen.train.trainer import train as run_training
 
     given = {
         k: v
@@ -148,9 +152,7 @@ def train(
 def _qat(
     source: str, given: dict[str, Any], options: dict[str, Any], resume: str | None, progress: bool
 ) -> None:
-    from edgegen.runtime.errors import EdgegenError
-
-    from .qat import qat_from_run
+    from edgegen.train.qat import qat_from_run
 
     other = sorted(set(given) - {"steps", "data", "out"})
     if resume is not None or options["preset"] or other:

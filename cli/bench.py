@@ -1,15 +1,20 @@
-"""The ``edgegen bench`` command: a thin wrapper over :func:`edgegen.runtime.bench.bench`."""
+"""``edgegen bench``: builds a runner per model x provider (and the PyTorch ones of
+``--checkpoint``) and times them with :func:`edgegen.evaluation.bench.bench`."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .errors import EdgegenError
-from .session_cli import session_options
+from edgegen.runtime.errors import EdgegenError
+
+from .options import for_device, session_options
+
+if TYPE_CHECKING:
+    from edgegen.runners import Runner
 
 
 @click.command("bench")
@@ -54,9 +59,11 @@ def bench(
     \b
     Exit codes: 0 done; 2 bad input (a missing or non-ONNX model, an unavailable provider).
     """
-    from .bench import bench as run_bench
-    from .compare import check_devices, expand_variants, parse_sizes
-    from .files import atomic_write_text
+    from edgegen.evaluation.bench import bench as run_bench
+    from edgegen.evaluation.compare import check_devices, expand_variants
+    from edgegen.evaluation.samples import parse_sizes
+    from edgegen.runners import onnx_runner
+    from edgegen.runtime.files import atomic_write_text
 
     if rounds < 1:
         raise EdgegenError(f"--rounds must be >= 1, got {rounds}")
@@ -72,7 +79,25 @@ def bench(
     if not batch_list or min(batch_list) < 1:
         raise EdgegenError(f"--batch must be >= 1, got {batches!r}")
     sizes_hw = [s for s in size_list if isinstance(s, tuple)]
-    result = run_bench(paths, devices, sizes_hw, batch_list, threads, checkpoint, rounds, session)
+    # GPU-only session options (--cuda-graph, ...) apply to the GPU providers of a mixed list.
+    runners = [
+        onnx_runner(m, "onnxruntime", d, threads=threads, **for_device(session, d))
+        for m in paths
+        for d in devices
+    ]
+    if checkpoint is not None:
+        runners += torch_runners(checkpoint)
+    settings = {
+        "models": [str(m) for m in paths],
+        "providers": list(devices),
+        "session": {k: v for k, v in session.items() if v not in (None, False)},
+        "sizes": [f"{h}x{w}" for h, w in sizes_hw],
+        "batches": batch_list,
+        "threads": threads,
+        "rounds": rounds,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+    }
+    result = run_bench(runners, sizes_hw, batch_list, rounds, settings, threads)
     click.echo(result.table())
     if json_path is not None:
         try:
@@ -80,3 +105,17 @@ def bench(
         except OSError as exc:
             raise EdgegenError(f"cannot write {json_path}: {exc.strerror or exc}") from None
     return 0
+
+
+def torch_runners(checkpoint: Path) -> list[Runner]:
+    """The checkpoint's network in PyTorch eager and channels_last (needs edgegen[train])."""
+    try:
+        import torch  # noqa: F401
+
+        from edgegen.train.checkpoint import load_runner
+    except ModuleNotFoundError as exc:
+        raise EdgegenError(f"--checkpoint needs {exc.name}: pip install 'edgegen[train]'") from None
+    return [
+        load_runner(checkpoint, name="torch eager"),
+        load_runner(checkpoint, name="torch channels_last", channels_last=True),
+    ]

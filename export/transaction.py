@@ -1,15 +1,14 @@
-"""The export pipeline: checkpoint or module -> verified ONNX artifacts with manifests.
+"""The export transaction: checkpoint or module -> verified ONNX artifacts with manifests.
 
-An export is a transaction: every artifact is written under a temporary name, verified, and only
-when all of them pass are they renamed to ``model.<precision>.onnx`` (with golden samples and a
-manifest beside each). A failed tolerance raises with exit code 1 and leaves nothing under a real
-name; bad input raises with exit code 2.
+Every artifact is written under a temporary name, verified, and only when all of them pass are
+they renamed to ``model.<precision>.onnx`` (with golden samples and a manifest beside each). A
+failed tolerance raises with exit code 1 and leaves nothing under a real name; bad input raises
+with exit code 2.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import tempfile
@@ -24,13 +23,15 @@ from torch import nn
 from edgegen.runtime import __version__
 from edgegen.runtime.errors import EdgegenError
 from edgegen.runtime.files import remove_stale_temps, sha256_file, temp_beside
+from edgegen.runtime.manifest import file_entry, write_manifest
 from edgegen.runtime.spec import ModelSpec
 
 from . import fp16 as fp16_mod
 from .onnx_export import DEFAULT_OPSET, export_fp32
-from .verify import Report, make_samples, tolerance_for, torch_outputs, verify, write_golden
+from .verify import References, Report, golden, tolerance_for, torch_references, verify
 
-PRECISIONS = ("fp32", "fp16", "int8", "auto")
+# What --precision takes: the spec's precisions, and auto (the cheapest int8 meeting a target).
+EXPORT_PRECISIONS = ("fp32", "fp16", "int8", "auto")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -61,10 +62,12 @@ class ExportConfig:
             self.precision = tuple(p.strip() for p in self.precision.split(",") if p.strip())
 
     def validate(self) -> None:
-        unknown = [p for p in self.precision if p not in PRECISIONS]
+        unknown = [p for p in self.precision if p not in EXPORT_PRECISIONS]
         if unknown or not self.precision:
             given = ", ".join(unknown) or "(none)"
-            raise EdgegenError(f"unknown precision {given}; choose from {', '.join(PRECISIONS)}")
+            raise EdgegenError(
+                f"unknown precision {given}; choose from {', '.join(EXPORT_PRECISIONS)}"
+            )
         if self.calib_method not in CALIB_METHODS:
             raise EdgegenError(
                 f"unknown calibration method {self.calib_method!r}; "
@@ -77,7 +80,7 @@ class ExportConfig:
 
             check_int8_mode(self.int8_mode)
         for prec in self.tolerances:
-            if prec not in PRECISIONS:
+            if prec not in EXPORT_PRECISIONS:
                 raise EdgegenError(f"tolerance for unknown precision {prec!r}")
         if "auto" in self.precision:
             if not self.target:
@@ -162,93 +165,176 @@ def export_module(
     ``qat_record`` is what ``edgegen train --qat-from`` stores in a checkpoint: the module's
     weights are then QAT's, and int8 quantizes with its learned ranges.
     """
-    from .verify import open_session
-
     config.validate()
     out = _prepare_out(Path(config.out))
     if spec.provenance.edgegen_version is None:
         provenance = dataclasses.replace(spec.provenance, edgegen_version=__version__)
         spec = spec.replace(provenance=provenance)
     fp32_model, slim_info = export_fp32(module, spec, config.opset)
-    samples = make_samples(spec, config.val)
-    references = torch_outputs(module, samples)
-
-    staged: list[tuple[Path, Path]] = []  # (temporary, final), renamed only if every one passes
-
-    def stage(name: str) -> Path:
-        tmp = temp_beside(out / name)
-        staged.append((tmp, out / name))
-        return tmp
-
-    # fp16 and int8 start from the fp32 file, so it is written even when not asked for.
-    fp32_tmp = temp_beside(out / "model.fp32.onnx")
-    artifacts: list[Artifact] = []
-    failures: list[str] = []
+    refs = torch_references(module, spec, config.val)
+    export = _Transaction(out, module, spec, config, refs, source, qat_record)
     try:
-        onnx.save(fp32_model, str(fp32_tmp))
-        open_session(fp32_tmp)  # can onnxruntime run this opset at all? (exit 2 if not)
-        for precision in (p for p in PRECISIONS if p in config.precision):
-            name = f"model.{precision}"
-            settings: dict[str, Any] = {}
-            label = precision  # the spec's precision
-            if precision == "fp32":
-                tmp = fp32_tmp
-                staged.append((tmp, out / f"{name}.onnx"))
-                settings["slim"] = slim_info
-            elif precision == "fp16":
-                tmp = stage(f"{name}.onnx")
-                nodes: tuple[str, ...] = ()
-                if config.fp16_block == "auto":
-                    nodes = _fp16_nodes(fp32_tmp, fp32_model, spec, config)
-                onnx.save(fp16_mod.convert_fp16(fp32_model, node_block_list=nodes), str(tmp))
-                settings["fp16"] = fp16_mod.settings(node_block_list=nodes)
-            elif precision == "int8":
-                tmp = stage(f"{name}.onnx")
-                settings["calibration"] = _quantize(
-                    fp32_tmp, tmp, module, spec, config, qat_record, source
-                )
-            else:
-                tmp = stage(f"{name}.onnx")
-                result = _auto(fp32_tmp, tmp, module, spec, config)
-                settings["auto"] = result.to_dict()
-                label = result.label
-            # auto's model is an int8 one (some nodes may be float): int8's limits hold for it.
-            base = "int8" if precision == "auto" else precision
-            tolerance = tolerance_for(base, config.tolerances.get(precision))
-            report = None
-            if config.verify:
-                report = verify(tmp, precision, samples, references, tolerance)
-                failures += report.failures
-            files = {"model": tmp, "golden": stage(f"{name}.golden.npz")}
-            write_golden(files["golden"], precision, samples, references, tolerance)
-            if config.ort_format:
-                files["ort"] = stage(f"{name}.ort")
-                _write_ort(tmp, files["ort"])
-            manifest = _manifest(precision, files, config, spec, source, settings, report, label)
-            stage(f"{name}.manifest.json").write_text(_json(manifest), encoding="utf-8")
-            artifacts.append(
-                Artifact(
-                    precision,
-                    out / f"{name}.onnx",
-                    out / f"{name}.manifest.json",
-                    out / f"{name}.golden.npz",
-                    out / f"{name}.ort" if "ort" in files else None,
-                    report,
-                    tmp.stat().st_size,
-                )
-            )
-        if failures:
-            raise VerificationFailed(failures, artifacts)
-        for tmp, final in staged:
-            os.replace(tmp, final)
-        return ExportResult(out, artifacts)
+        export.write_fp32(fp32_model, slim_info)
+        for precision in (p for p in EXPORT_PRECISIONS if p in config.precision):
+            export.artifact(precision)
+        return export.commit()
     except OSError as exc:  # a full disk or a vanished folder while staging: nothing renamed
         where = f" ({exc.filename})" if exc.filename else ""
         raise EdgegenError(f"export to {out} failed{where}: {exc.strerror or exc}") from None
     finally:
-        for tmp, _ in staged:
+        export.clean_up()
+
+
+class _Transaction:
+    """One export's staged files: each artifact is made, verified and written under a temporary
+    name (:meth:`artifact`), and renamed into place only when every one passed (:meth:`commit`).
+    """
+
+    def __init__(
+        self,
+        out: Path,
+        module: nn.Module,
+        spec: ModelSpec,
+        config: ExportConfig,
+        refs: References,
+        source: Path | None,
+        qat_record: dict[str, Any] | None,
+    ) -> None:
+        self.out, self.module, self.spec, self.config = out, module, spec, config
+        self.refs, self.source, self.qat_record = refs, source, qat_record
+        self.staged: list[tuple[Path, Path]] = []  # (temporary, final)
+        self.artifacts: list[Artifact] = []
+        self.failures: list[str] = []
+        # fp16 and int8 start from the fp32 file, so it is written even when not asked for.
+        self.fp32_tmp = temp_beside(out / "model.fp32.onnx")
+        self.fp32_model: onnx.ModelProto | None = None
+        self.slim_info: dict[str, Any] = {}
+
+    def stage(self, name: str) -> Path:
+        tmp = temp_beside(self.out / name)
+        self.staged.append((tmp, self.out / name))
+        return tmp
+
+    def write_fp32(self, model: onnx.ModelProto, slim_info: dict[str, Any]) -> None:
+        onnx.save(model, str(self.fp32_tmp))
+        _check_loads(self.fp32_tmp, "model.fp32.onnx")  # this opset at all? (exit 2 if not)
+        self.fp32_model, self.slim_info = model, slim_info
+
+    def artifact(self, precision: str) -> None:
+        """Make, verify and stage ``model.<precision>.onnx`` with its golden samples, its ORT
+        copy (``--ort-format``) and its manifest."""
+        name = f"model.{precision}"
+        tmp, settings, label = self._make(precision)
+        # auto's model is an int8 one (some nodes may be float): int8's limits hold for it.
+        base = "int8" if precision == "auto" else precision
+        tolerance = tolerance_for(base, self.config.tolerances.get(precision))
+        report = None
+        if self.config.verify:
+            report = verify(tmp, precision, self.refs, tolerance)
+            self.failures += report.failures
+        files = {"model": tmp, "golden": self.stage(f"{name}.golden.npz")}
+        golden(files["golden"], precision, self.refs, tolerance)
+        if self.config.ort_format:
+            files["ort"] = self.stage(f"{name}.ort")
+            _write_ort(tmp, files["ort"])
+        fields = self._manifest(precision, files, settings, report, label)
+        write_manifest(self.stage(f"{name}.manifest.json"), f"{name}.onnx", tmp, fields)
+        self.artifacts.append(
+            Artifact(
+                precision,
+                self.out / f"{name}.onnx",
+                self.out / f"{name}.manifest.json",
+                self.out / f"{name}.golden.npz",
+                self.out / f"{name}.ort" if "ort" in files else None,
+                report,
+                tmp.stat().st_size,
+            )
+        )
+
+    def _make(self, precision: str) -> tuple[Path, dict[str, Any], str]:
+        """The staged model file, what the manifest records of how it was made, and the spec's
+        precision."""
+        assert self.fp32_model is not None
+        name = f"model.{precision}.onnx"
+        if precision == "fp32":
+            self.staged.append((self.fp32_tmp, self.out / name))
+            return self.fp32_tmp, {"slim": self.slim_info}, precision
+        tmp = self.stage(name)
+        if precision == "fp16":
+            nodes: tuple[str, ...] = ()
+            if self.config.fp16_block == "auto":
+                nodes = _fp16_nodes(self.fp32_tmp, self.fp32_model, self.spec, self.config)
+            onnx.save(fp16_mod.convert_fp16(self.fp32_model, node_block_list=nodes), str(tmp))
+            return tmp, {"fp16": fp16_mod.settings(node_block_list=nodes)}, precision
+        if precision == "int8":
+            calibration = _quantize(
+                self.fp32_tmp, tmp, self.module, self.spec, self.config, self.qat_record,
+                self.source,
+            )  # fmt: skip
+            return tmp, {"calibration": calibration}, precision
+        result = _auto(self.fp32_tmp, tmp, self.module, self.spec, self.config)
+        return tmp, {"auto": result.to_dict()}, result.label
+
+    def _manifest(
+        self,
+        precision: str,
+        files: dict[str, Path],
+        settings: dict[str, Any],
+        report: Report | None,
+        label: str,
+    ) -> dict[str, Any]:
+        """The manifest's fields after the model's own (file, sha256, size)."""
+        import onnxruntime as ort
+
+        name = f"model.{precision}"
+        fields: dict[str, Any] = {
+            "precision": precision,
+            "opset": self.config.opset,
+            "versions": {
+                "edgegen": __version__,
+                "onnx": onnx.__version__,
+                "onnxruntime": ort.__version__,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+            },
+            "source": {
+                "checkpoint": str(self.source) if self.source else None,
+                "checkpoint_sha256": self.spec.provenance.checkpoint_sha256,
+            },
+            "spec": self.spec.replace(precision=label).to_dict(),
+            **settings,
+            "verification": report.to_dict() if report is not None else None,
+        }
+        suffixes = {"golden": "golden.npz", "ort": "ort"}
+        for key, suffix in suffixes.items():
+            if key in files:
+                fields[key] = file_entry(f"{name}.{suffix}", files[key])
+        return fields
+
+    def commit(self) -> ExportResult:
+        if self.failures:
+            raise VerificationFailed(self.failures, self.artifacts)
+        for tmp, final in self.staged:
+            os.replace(tmp, final)
+        return ExportResult(self.out, self.artifacts)
+
+    def clean_up(self) -> None:
+        for tmp, _ in self.staged:
             tmp.unlink(missing_ok=True)
-        fp32_tmp.unlink(missing_ok=True)
+        self.fp32_tmp.unlink(missing_ok=True)
+
+
+def _check_loads(path: Path, name: str) -> None:
+    """Can onnxruntime load the model at all? One line naming the model, not its staged file."""
+    from edgegen.runtime.session import create_session
+
+    try:
+        create_session(path)
+    except EdgegenError as exc:
+        import onnxruntime as ort
+
+        reason = str(exc).split(": ", 1)[-1]
+        raise EdgegenError(f"onnxruntime {ort.__version__} cannot load {name}: {reason}") from None
 
 
 def _prepare_out(out: Path) -> Path:
@@ -277,7 +363,7 @@ def _quantize(
 
     calib = calibration_inputs(spec, config.calib, config.calib_count)
     if config.qat or qat_record is not None:
-        from . import qat
+        from . import qat_ranges as qat
 
         with tempfile.TemporaryDirectory(prefix="edgegen-qat-") as scratch:
             if config.qat:  # fine-tune now, from the checkpoint's weights
@@ -370,61 +456,12 @@ def _write_ort(model_path: Path, ort_path: Path) -> None:
     QuantizeLinear/DequantizeLinear pairs around float convs and ran 5.7x slower than the same
     model as .onnx (91 vs 16 ms for the `small` denoiser at 256x256); with the int8 fusions
     (QLinearConv, QLinearAdd) baked in it runs as fast, with identical output."""
-    import onnxruntime as ort
+    from edgegen.runtime.session import create_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.optimized_model_filepath = str(ort_path)
-    options.add_session_config_entry("session.save_model_format", "ORT")
-    ort.InferenceSession(
-        str(model_path),
-        options,
-        providers=["CPUExecutionProvider"],
+    create_session(
+        model_path,
+        optimization="all",
+        save_optimized=ort_path,
+        save_format="ORT",
         disabled_optimizers=["NchwcTransformer"],
     )
-
-
-def _manifest(
-    precision: str,
-    files: dict[str, Path],
-    config: ExportConfig,
-    spec: ModelSpec,
-    source: Path | None,
-    settings: dict[str, Any],
-    report: Report | None,
-    label: str | None = None,
-) -> dict[str, Any]:
-    import onnxruntime as ort
-
-    name = f"model.{precision}"
-    manifest: dict[str, Any] = {
-        "file": f"{name}.onnx",
-        "sha256": sha256_file(files["model"]),
-        "size_bytes": files["model"].stat().st_size,
-        "precision": precision,
-        "opset": config.opset,
-        "versions": {
-            "edgegen": __version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": ort.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        "source": {
-            "checkpoint": str(source) if source else None,
-            "checkpoint_sha256": spec.provenance.checkpoint_sha256,
-        },
-        "spec": spec.replace(precision=label or precision).to_dict(),
-        **settings,
-        "verification": report.to_dict() if report is not None else None,
-    }
-    suffixes = {"golden": "golden.npz", "ort": "ort"}
-    for key, suffix in suffixes.items():
-        if key in files:
-            manifest[key] = {"file": f"{name}.{suffix}", "sha256": sha256_file(files[key])}
-    return manifest
-
-
-def _json(data: dict[str, Any]) -> str:
-    return json.dumps(data, indent=2) + "\n"

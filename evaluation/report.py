@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .compare import CompareResult, VariantResult, table_rows
-from .files import atomic_write_text
-from .images import resize
+from edgegen.runtime.files import atomic_write_text
+from edgegen.runtime.images import resize
+
+from .compare import CompareResult, VariantResult
+from .formats import cells
 
 # Colormap stops (position, RGB): black, purple, red, orange, pale yellow (an inferno-like ramp).
 _STOPS = (
@@ -201,7 +203,7 @@ def _variant_section(
 
 def render_report(result: CompareResult) -> str:
     """The whole page as one string."""
-    all_rows = table_rows(result)
+    all_rows = cells(result.COLUMNS, result.records())
     header, body = all_rows[0], all_rows[1:]
     ref = result.reference
     labels = [f"reference {ref['name']}"] + [f"{v.name} on {v.provider}" for v in result.variants]

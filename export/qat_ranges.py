@@ -97,7 +97,7 @@ def run_qat(
     'bundled' or a folder, as for calibration); returns a :class:`~edgegen.train.qat.QATResult`.
     The starting ranges are MinMax over the same calibration crops int8 export uses, or
     ``start``'s (range name -> scale, zero point)."""
-    from edgegen.runtime.degrade import degradation_from_spec
+    from edgegen.evaluation.degrade import degradation_from_spec
     from edgegen.train.qat import check_supported, finetune, patch_batches
 
     from .calib import _load_photos, _stderr, calibration_inputs

@@ -1,18 +1,24 @@
-"""The ``edgegen compare`` command: a thin wrapper over :func:`edgegen.runtime.compare.compare`
-and, with ``--per-layer``, over :func:`edgegen.runtime.layers.compare_layers`."""
+"""``edgegen compare``: builds the reference and variant runners and calls
+:func:`edgegen.evaluation.compare.compare`; with ``--per-layer``,
+:func:`edgegen.evaluation.layers.compare_layers`."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .errors import EdgegenError
+from edgegen.evaluation.formats import FORMATS
+from edgegen.runtime.errors import EdgegenError
 
-FORMATS = ("table", "json", "markdown")
+from .options import comma_list
+
+if TYPE_CHECKING:
+    from edgegen.evaluation.compare import CompareResult
+    from edgegen.runners import Runner
 
 
 @click.command("compare")
@@ -118,19 +124,16 @@ def compare(
         return _per_layer(reference, variants, images, sizes, fmt, output, jump_db)
     if jump_db is not None:
         raise EdgegenError("--jump-db applies only with --per-layer")
-    from . import compare as formats
-    from .compare import Thresholds, parse_sizes
-    from .compare import compare as run_compare
+    from edgegen.evaluation.compare import Thresholds, compare, onnx_variants
+    from edgegen.evaluation.samples import parse_sizes
 
     if repeats < 1:
         raise EdgegenError(f"--repeats must be >= 1, got {repeats}")
-    devices = [p for p in providers.split(",") if p.strip()] if providers is not None else None
-    if devices is not None and not devices:
-        raise EdgegenError("--providers is empty")
-    result = run_compare(
-        reference,
-        [Path(v) for v in variants],
-        devices=devices,
+    devices = _devices(comma_list(providers, "--providers"), list(variants))
+    ref = reference_runner(reference)
+    result = compare(
+        ref,
+        onnx_variants([Path(v) for v in variants], devices, ref.spec),
         images=images,
         sizes=parse_sizes(sizes) if sizes else ("full",),
         thresholds=Thresholds(max_lsb, min_psnr, max_psnr_drop),
@@ -138,36 +141,66 @@ def compare(
         crops=report is not None,
     )
     if report is not None:
-        from .report import write_report
-
-        try:
-            page = write_report(result, report)
-        except OSError as exc:
-            raise EdgegenError(
-                f"cannot write the report to {report}: {exc.strerror or exc}"
-            ) from None
-        click.echo(f"edgegen: HTML report written to {page}", err=True)
-    text = _formatted(fmt, result, formats)
-    if output is not None:
-        _write_output(text, output)
-        click.echo(f"{'PASS' if result else 'FAIL'}: report written to {output}")
-    elif fmt == "table" and sys.stdout.isatty() and importlib.util.find_spec("rich"):
-        _rich_table(result)
-    else:
-        click.echo(text)
+        _write_report(result, report)
+    _print(result, fmt, output)
     for failure in result.failures:
         click.echo(f"edgegen: threshold broken: {failure}", err=True)
     return 0 if result else 1
 
 
-def _formatted(fmt: str, result: object, formats: ModuleType) -> str:
-    """RESULT as text in FMT (one of FORMATS), by the module's format_<fmt> function: compare
-    and layers each have format_table, format_json and format_markdown."""
-    return str(getattr(formats, f"format_{fmt}")(result))
+def _devices(asked: list[str] | None, variants: list[Path]) -> list[str]:
+    """The devices to run the variants on (after checking the variant files exist)."""
+    from edgegen.evaluation.compare import check_devices, default_devices, expand_variants
+
+    expand_variants(variants)
+    return check_devices(asked) if asked else default_devices()
+
+
+def reference_runner(path: Path) -> Runner:
+    """An fp32 ONNX file (torch-free), or a training run / checkpoint in PyTorch."""
+    from edgegen.evaluation.compare import onnx_reference
+
+    if not path.exists():
+        raise EdgegenError(f"reference {path}: no such file or folder")
+    if not (path.is_dir() or path.suffix == ".safetensors"):
+        return onnx_reference(path)
+    try:
+        import torch  # noqa: F401
+
+        from edgegen.train.checkpoint import load_runner
+    except ModuleNotFoundError as exc:
+        raise EdgegenError(
+            f"reference {path} is a checkpoint; running it needs {exc.name or 'torch'}, "
+            "which is not installed: pip install 'edgegen[train]'"
+        ) from None
+    runner: Runner = load_runner(path)
+    return runner
+
+
+def _write_report(result: CompareResult, folder: Path) -> None:
+    from edgegen.evaluation.report import write_report
+
+    try:
+        page = write_report(result, folder)
+    except OSError as exc:
+        raise EdgegenError(f"cannot write the report to {folder}: {exc.strerror or exc}") from None
+    click.echo(f"edgegen: HTML report written to {page}", err=True)
+
+
+def _print(result: CompareResult, fmt: str, output: Path | None) -> None:
+    from edgegen.evaluation.formats import render
+
+    if output is not None:
+        _write_output(render(result, fmt), output)
+        click.echo(f"{'PASS' if result else 'FAIL'}: report written to {output}")
+    elif fmt == "table" and sys.stdout.isatty() and importlib.util.find_spec("rich"):
+        _rich_table(result)
+    else:
+        click.echo(render(result, fmt))
 
 
 def _write_output(text: str, output: Path) -> None:
-    from .files import atomic_write_text
+    from edgegen.runtime.files import atomic_write_text
 
     try:
         atomic_write_text(output, text + "\n")
@@ -190,9 +223,9 @@ def _per_layer(
 ) -> int:
     from click.core import ParameterSource
 
-    from . import layers as formats
-    from .compare import parse_sizes
-    from .layers import DEFAULT_SIZES, JUMP_DB, compare_layers
+    from edgegen.evaluation.formats import render
+    from edgegen.evaluation.layers import DEFAULT_SIZES, JUMP_DB, compare_layers
+    from edgegen.evaluation.samples import parse_sizes
 
     ctx = click.get_current_context()
     for name in _NOT_PER_LAYER:
@@ -210,7 +243,7 @@ def _per_layer(
         sizes=parse_sizes(sizes) if sizes else DEFAULT_SIZES,
         jump_db=JUMP_DB if jump_db is None else jump_db,
     )
-    text = _formatted(fmt, result, formats)
+    text = render(result, fmt)
     if output is not None:
         _write_output(text, output)
         click.echo(f"per-layer report written to {output}")
@@ -219,18 +252,17 @@ def _per_layer(
     return 0
 
 
-def _rich_table(result: object) -> None:  # pragma: no cover - only on a terminal
+def _rich_table(result: Any) -> None:  # pragma: no cover - only on a terminal
     from rich.console import Console
     from rich.table import Table
 
-    from .compare import CompareResult, _summary, table_rows
+    from edgegen.evaluation.formats import cells
 
-    assert isinstance(result, CompareResult)
-    rows = table_rows(result)
+    rows = cells(result.COLUMNS, result.records())
     table = Table(*rows[0])
     for row in rows[1:]:
         table.add_row(*row)
     console = Console()
     console.print(table)
-    for line in _summary(result):
+    for line in result.summary():
         console.print(line, markup=False)

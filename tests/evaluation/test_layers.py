@@ -1,4 +1,4 @@
-"""edgegen.runtime.layers: per-tensor comparison of two exports of one model, on real photos and
+"""edgegen.evaluation.layers: per-tensor comparison of two exports of one model, on real photos and
 real onnxruntime sessions (tiny exported models, one of them with a deliberately damaged conv)."""
 
 from __future__ import annotations
@@ -12,21 +12,17 @@ import onnx
 import pytest
 from tinymodels import damaged_conv_copy, exported, identity_onnx
 
-from edgegen.runtime.errors import EdgegenError
-from edgegen.runtime.layers import (
-    GRAPH_INPUT,
+from edgegen.evaluation.formats import render
+from edgegen.evaluation.layers import (
     SQNR_CAP,
-    ActivationRunner,
     LayersResult,
-    TensorNode,
     TensorStats,
     compare_layers,
-    format_json,
-    format_markdown,
-    format_table,
     layer_rows,
     match_activations,
 )
+from edgegen.runners.activations import GRAPH_INPUT, ActivationRunner, TensorNode
+from edgegen.runtime.errors import EdgegenError
 
 SIZES = [(48, 64)]
 
@@ -67,7 +63,7 @@ def test_an_overflowed_tensor_is_the_worst_and_json_safe():
     rows = layer_rows(graph, {"x": exact, "y": st})
     assert rows[1].drop_db == pytest.approx(2 * SQNR_CAP)
     result = LayersResult({"jump_db": 10.0, "photos": [], "sizes": []}, {}, {}, rows=rows)
-    data = json.loads(format_json(result))
+    data = json.loads(render(result, "json"))
     assert data["tensors"][1]["max_err_range"] is None and data["tensors"][1]["nonfinite"] == 1
     assert data["first_jump"] == "y"
 
@@ -133,12 +129,12 @@ def test_damaged_conv_is_named_first(tmp_path):
     assert all(r.sqnr_db > 100 for r in result.rows if r.name in before)
     assert result.first_jump.sqnr_db < 30
     assert not result.unmatched  # same graph: every tensor matches
-    table = format_table(result)
+    table = render(result, "table")
     line = next(x for x in table.splitlines() if x.split()[1:2] == [damaged])
     assert "<- first jump" in line
     assert f"first jump: {damaged}" in table
-    assert '"first_jump": "' + damaged + '"' in format_json(result)
-    assert format_markdown(result).startswith("| # | tensor |")
+    assert '"first_jump": "' + damaged + '"' in render(result, "json")
+    assert render(result, "markdown").startswith("| # | tensor |")
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp16"])

@@ -1,5 +1,6 @@
-"""The session options of ``edgegen run`` and ``edgegen bench``: one decorator, so both commands
-offer the same flags with the same defaults as :class:`edgegen.runtime.Generator`."""
+"""Options several commands share: the session options of ``edgegen run`` and ``edgegen bench``
+(one decorator, so both offer the same flags with the same defaults as
+:class:`edgegen.runtime.Generator`), ``--device`` and the comma lists."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from typing import Any, TypeVar
 
 import click
 
-from .session import CUDNN_SEARCH
+from edgegen.runtime.errors import EdgegenError
+from edgegen.runtime.session_config import CUDNN_SEARCH
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+DEVICE_HELP = "auto (TensorRT > CUDA > CPU), cpu, cuda or tensorrt; never a silent fallback."
 
 GPU_ONLY = (
     "prefer_nhwc",
@@ -85,3 +89,13 @@ def for_device(session: dict[str, Any], device: str) -> dict[str, Any]:
     if device.lower() != "cpu":
         return dict(session)
     return {k: v for k, v in session.items() if k not in GPU_ONLY}
+
+
+def comma_list(text: str | None, option: str) -> list[str] | None:
+    """``"cpu, cuda"`` -> ``["cpu", "cuda"]``; None stays None (the default); empty is an error."""
+    if text is None:
+        return None
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    if not items:
+        raise EdgegenError(f"{option} is empty")
+    return items

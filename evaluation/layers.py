@@ -1,12 +1,9 @@
 """Where a variant diverges from its fp32 reference: every intermediate tensor, compared by name.
 
 ``edgegen compare --per-layer REF VARIANT`` runs both ONNX models with every float tensor exposed
-as an output (onnxruntime's ``qdq_loss_debug``: ``modify_model_output_intermediate_tensors`` and
-``collect_activations``, graph optimisations off so no tensor is fused away or renamed: an int8
-model's QDQ pairs then run as float arithmetic, which onnxruntime's fused int8 kernels match to
-within rounding), on the
-same degraded photos as :func:`edgegen.runtime.compare.compare`, and lists, in the reference's
-graph order, per tensor matched by name:
+as an output (:class:`edgegen.runners.activations.ActivationRunner`), on the same degraded
+photos as :func:`edgegen.evaluation.compare.compare`, and lists, in the reference's graph order,
+per tensor matched by name:
 
 - SQNR (dB): ``10 log10(sum(ref^2) / sum((ref - variant)^2))``, pooled over every photo, as
   onnxruntime's ``compute_signal_to_quantization_noice_ratio``; capped at :data:`SQNR_CAP`
@@ -29,7 +26,7 @@ whatever its dtype (fp16 tensors are compared in float32; the converter's Cast o
 nothing). Errors are pooled in float64 photo by photo, so a full photo's activations are held
 for one photo at a time (``compute_activation_error`` would need them all at once).
 
-Runners and comparison are apart (as in :mod:`edgegen.runtime.compare`): :class:`ActivationRunner`
+Runners and comparison are apart (as in :mod:`edgegen.evaluation.compare`): the activation runner
 (onnxruntime, and ``onnx`` imported only when it is built) returns the named tensors of one batch;
 :class:`TensorStats` and :func:`layer_rows` are pure numpy and Python.
 """
@@ -41,16 +38,23 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from .errors import EdgegenError
-from .metrics import Verdict
+from edgegen.runners import onnx_runner
+from edgegen.runners.activations import GRAPH_INPUT, ActivationRunner, TensorNode, qdq_debug
+from edgegen.runtime.errors import EdgegenError
+from edgegen.runtime.metrics import Verdict
+from edgegen.runtime.model_io import padded_input
+from edgegen.runtime.spec import ModelSpec
+
+from .compare import expand_variants, onnx_reference, same_io
+from .formats import Column
+from .samples import Sample, make_samples, size_label
 
 SQNR_CAP = 150.0  # dB for identical tensors; JSON cannot hold inf (as metrics.PSNR_CAP)
 JUMP_DB = 10.0  # a tensor that loses this much SQNR against its inputs is a jump
-GRAPH_INPUT = "(input)"  # the op shown for a graph input
 # Every tensor of a photo is held at once (both models, and an int8 model's before and after
 # its QDQ): the small 32-channel model peaks at ~5.7 GB on the whole held-out photos and ~1.5 GB
 # on 256 x 256 center crops, so crops are the default.
@@ -71,20 +75,6 @@ TENSOR_KEYS = (
     "qdq_sqnr_db",
     "nonfinite",
 )
-
-
-# -- the graph, as plain data ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TensorNode:
-    """A float tensor of the reference and the node that makes it (``op`` :data:`GRAPH_INPUT`
-    for a graph input); ``inputs``: that node's inputs that are not initializers."""
-
-    name: str
-    op: str
-    node: str = ""
-    inputs: tuple[str, ...] = ()
 
 
 # -- comparison (pure numpy) -------------------------------------------------------------------
@@ -284,144 +274,70 @@ class LayersResult(Verdict):
             "jumps": [r.name for r in self.jumps],
         }
 
+    COLUMNS: ClassVar[tuple[Column, ...]] = (
+        ("#", "index", "d"),
+        ("tensor", "name", "s"),
+        ("op", "op", "s"),
+        ("SQNR dB", "sqnr_db", ".2f"),
+        ("drop dB", "drop_db", ".2f"),
+        ("max err/range", "max_err_range", ".2e"),
+        ("QDQ SQNR dB", "qdq_sqnr_db", ".2f"),
+        ("", "mark", "s"),
+    )
+    LEFT: ClassVar[frozenset[int]] = frozenset({1, 2, 7})
 
-# -- formats -----------------------------------------------------------------------------------
+    def records(self) -> list[Mapping[str, Any]]:
+        """One record per matched tensor; ``mark`` names the jumps."""
+        first = self.first_jump
+        marked = {r.name for r in self.jumps}
+        out: list[Mapping[str, Any]] = []
+        for r in self.rows:
+            mark = ""
+            if first is not None and r.name == first.name:
+                mark = "<- first jump"
+            elif r.name in marked:
+                mark = "<- jump"
+            out.append({**vars(r), "mark": mark})
+        return out
 
-COLUMNS = (
-    ("#", "index", "d"),
-    ("tensor", "name", "s"),
-    ("op", "op", "s"),
-    ("SQNR dB", "sqnr_db", ".2f"),
-    ("drop dB", "drop_db", ".2f"),
-    ("max err/range", "max_err_range", ".2e"),
-    ("QDQ SQNR dB", "qdq_sqnr_db", ".2f"),
-    ("", "mark", "s"),
-)
-
-
-def table_rows(result: LayersResult) -> list[list[str]]:
-    """Header then one row per matched tensor, as strings; the last column marks the jumps."""
-    first = result.first_jump
-    marked = {r.name for r in result.jumps}
-    rows = [[c[0] for c in COLUMNS]]
-    for r in result.rows:
-        mark = ""
-        if first is not None and r.name == first.name:
-            mark = "<- first jump"
-        elif r.name in marked:
-            mark = "<- jump"
-        values: dict[str, Any] = {**vars(r), "mark": mark}
-        rows.append(
-            ["-" if values[key] is None else format(values[key], fmt) for _, key, fmt in COLUMNS]
-        )
-    return rows
-
-
-def summary(result: LayersResult) -> list[str]:
-    ref, var, s = result.reference, result.variant, result.settings
-    lines = [
-        f"reference {ref['name']} vs {var['name']} ({var['precision']}) on "
-        f"{len(s['photos'])} photo(s) x {len(s['sizes'])} size(s): {len(result.rows)} tensors "
-        f"matched, {len(result.unmatched)} of the reference's unmatched"
-    ]
-    jump = result.first_jump
-    if jump is None:
-        lines.append(f"no jump: no tensor loses {result.jump_db:g} dB or more against its inputs")
-    else:
-        lines.append(
-            f"first jump: {jump.name} ({_made_by(jump)}): SQNR {jump.sqnr_db:.2f} dB, "
-            f"{jump.drop_db:.2f} dB below its inputs (jump: >= {result.jump_db:g} dB)"
-        )
-        later = [f"{r.name} ({r.drop_db:.2f} dB)" for r in result.jumps if r is not jump]
-        if later:
-            lines.append(f"later jumps: {', '.join(later)}")
-    quantized = [r for r in result.rows if r.qdq_sqnr_db is not None]
-    if quantized:
-        worst = min(quantized, key=lambda r: math.inf if r.qdq_sqnr_db is None else r.qdq_sqnr_db)
-        lines.append(
-            f"lowest QDQ SQNR: {worst.name}: {worst.qdq_sqnr_db:.2f} dB (quantizing this tensor "
-            "alone costs the most)"
-        )
-    overflow = [f"{r.name} ({r.nonfinite})" for r in result.rows if r.nonfinite]
-    if overflow:
-        lines.append(f"inf/NaN values in the variant: {', '.join(overflow)}")
-    out = next((r for r in reversed(result.rows) if r.op != GRAPH_INPUT), None)
-    if out is not None:
-        lines.append(f"last matched tensor {out.name}: SQNR {out.sqnr_db:.2f} dB")
-    return lines
+    def summary(self) -> list[str]:
+        ref, var, s = self.reference, self.variant, self.settings
+        lines = [
+            f"reference {ref['name']} vs {var['name']} ({var['precision']}) on "
+            f"{len(s['photos'])} photo(s) x {len(s['sizes'])} size(s): {len(self.rows)} tensors "
+            f"matched, {len(self.unmatched)} of the reference's unmatched"
+        ]
+        jump = self.first_jump
+        if jump is None:
+            lines.append(f"no jump: no tensor loses {self.jump_db:g} dB or more against its inputs")
+        else:
+            lines.append(
+                f"first jump: {jump.name} ({_made_by(jump)}): SQNR {jump.sqnr_db:.2f} dB, "
+                f"{jump.drop_db:.2f} dB below its inputs (jump: >= {self.jump_db:g} dB)"
+            )
+            later = [f"{r.name} ({r.drop_db:.2f} dB)" for r in self.jumps if r is not jump]
+            if later:
+                lines.append(f"later jumps: {', '.join(later)}")
+        quantized = [r for r in self.rows if r.qdq_sqnr_db is not None]
+        if quantized:
+            worst = min(
+                quantized, key=lambda r: math.inf if r.qdq_sqnr_db is None else r.qdq_sqnr_db
+            )
+            lines.append(
+                f"lowest QDQ SQNR: {worst.name}: {worst.qdq_sqnr_db:.2f} dB (quantizing this "
+                "tensor alone costs the most)"
+            )
+        overflow = [f"{r.name} ({r.nonfinite})" for r in self.rows if r.nonfinite]
+        if overflow:
+            lines.append(f"inf/NaN values in the variant: {', '.join(overflow)}")
+        out = next((r for r in reversed(self.rows) if r.op != GRAPH_INPUT), None)
+        if out is not None:
+            lines.append(f"last matched tensor {out.name}: SQNR {out.sqnr_db:.2f} dB")
+        return lines
 
 
 def _made_by(row: LayerRow) -> str:
     return "the graph's input" if row.op == GRAPH_INPUT else f"{row.op} node {row.node}"
-
-
-def format_table(result: LayersResult) -> str:
-    rows = table_rows(result)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for r in rows:
-        cells = [
-            c.ljust(w) if k in (1, 2, 7) else c.rjust(w)
-            for k, (c, w) in enumerate(zip(r, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join([*lines, *summary(result)])
-
-
-def format_markdown(result: LayersResult) -> str:
-    rows = table_rows(result)
-    rows[0][-1] = "mark"
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows[1:]]
-    return "\n".join([*lines, "", *(f"- {line}" for line in summary(result))])
-
-
-def format_json(result: LayersResult) -> str:
-    import json
-
-    return json.dumps(result.to_dict(), indent=2, allow_nan=False)
-
-
-# -- runners (onnxruntime; onnx imported when one is built) ------------------------------------
-
-_FLOAT_ELEM_TYPES = {1: np.float32, 10: np.float16}  # onnx.TensorProto.FLOAT, FLOAT16
-
-
-def _qdq_debug() -> Any:
-    """onnxruntime's qdq_loss_debug, which imports onnx: one line naming it when it is missing."""
-    try:
-        from onnxruntime.quantization import qdq_loss_debug
-    except ModuleNotFoundError as exc:
-        package = (exc.name or "onnx").split(".")[0]
-        raise EdgegenError(
-            f"edgegen compare --per-layer needs the {package} package, which is not "
-            f"installed: pip install {package}"
-        ) from None
-    return qdq_loss_debug
-
-
-def _load_graph(path: Path) -> Any:
-    import onnx
-
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, OSError ... for a file it cannot parse
-        raise EdgegenError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
-
-
-def graph_tensors(model: Any) -> list[TensorNode]:
-    """The float tensors of an ONNX model in graph order: its inputs, then every node's outputs
-    (exported graphs are topologically sorted, as ONNX requires)."""
-    inits = {i.name for i in model.graph.initializer}
-    tensors = [
-        TensorNode(i.name, GRAPH_INPUT)
-        for i in model.graph.input
-        if i.name not in inits and i.type.tensor_type.elem_type in _FLOAT_ELEM_TYPES
-    ]
-    for node in model.graph.node:
-        inputs = tuple(i for i in node.input if i and i not in inits)
-        tensors += [TensorNode(o, node.op_type, node.name, inputs) for o in node.output if o]
-    return tensors
 
 
 def _qdq_base(name: str, suffixes: Sequence[str]) -> str:
@@ -429,43 +345,6 @@ def _qdq_base(name: str, suffixes: Sequence[str]) -> str:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
-
-
-class ActivationRunner:
-    """An ONNX model whose every float tensor is an output (onnxruntime's qdq_loss_debug), run on
-    the CPU with graph optimisations off; ``infer`` returns them by name, float32 or float16."""
-
-    def __init__(self, path: Path, augmented: Path) -> None:
-        self._debug = _qdq_debug()
-        self.path = path
-        self.augmented = augmented
-        self.model = _load_graph(path)
-        self.tensors = graph_tensors(self.model)
-        first = self.model.graph.input[0]
-        self.input_name: str = first.name
-        self.input_dtype = _FLOAT_ELEM_TYPES.get(first.type.tensor_type.elem_type, np.float32)
-        try:
-            self._debug.modify_model_output_intermediate_tensors(str(path), str(self.augmented))
-        except Exception as exc:  # shape inference or saving failed on this graph
-            raise EdgegenError(f"{path}: cannot expose its intermediate tensors: {exc}") from None
-        import onnxruntime as ort
-
-        self._options = ort.SessionOptions()
-        # Optimisations would fuse nodes and rename or drop the tensors being compared.
-        self._options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-
-    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        feed = {self.input_name: np.ascontiguousarray(batch, dtype=self.input_dtype)}
-        acts = self._debug.collect_activations(
-            str(self.augmented), [feed], self._options, ["CPUExecutionProvider"]
-        )
-        return {name: values[0] for name, values in acts.items()}
-
-    def names(self) -> set[str]:
-        return {t.name for t in self.tensors}
-
-    def ops(self) -> dict[str, str]:
-        return {t.name: t.op for t in self.tensors}
 
 
 def shared_intermediates(
@@ -503,7 +382,7 @@ def match_activations(
     """Reference name -> (the variant's tensor, its pre-QDQ tensor or None). QDQ pairs come from
     onnxruntime's ``create_activation_matching``; other tensors match by name."""
     # Its API takes a list of batches per name, as collect_activations returns them.
-    pairs = _qdq_debug().create_activation_matching({k: [v] for k, v in variant.items()})
+    pairs = qdq_debug().create_activation_matching({k: [v] for k, v in variant.items()})
     matched: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for name, ref_value in ref.items():
         if name in pairs:
@@ -535,9 +414,42 @@ def compare_layers(
 ) -> LayersResult:
     """Run the fp32 ``reference`` and ``variant`` (two ONNX exports of one model) on the same
     degraded photos, every intermediate tensor exposed, and compare them tensor by tensor."""
-    from .compare import OnnxRunner, _same_io, _to_model, expand_variants, load_reference
-    from .compare import make_samples as compare_samples
+    if not math.isfinite(jump_db) or jump_db <= 0:
+        raise EdgegenError(f"--jump-db must be a positive number of dB, got {jump_db}")
+    var_path, spec, var_precision = _check_pair(reference, variant)
+    samples = make_samples(spec, images, sizes)
+    with tempfile.TemporaryDirectory(prefix="edgegen-layers-") as tmp:
+        ref_run = ActivationRunner(reference, Path(tmp) / "reference.onnx")
+        var_run = ActivationRunner(var_path, Path(tmp) / "variant.onnx")
+        if not shared_intermediates(ref_run.tensors, ref_run.outputs, var_run.names()):
+            raise EdgegenError(
+                f"{var_path} shares no intermediate tensor name with {reference}: --per-layer "
+                "needs two exports of the same model"
+            )
+        stats, exposed = _tensor_stats(ref_run, var_run, spec, samples)
+    rows = layer_rows(ref_run.tensors, stats)
+    matched = {r.name for r in rows}
+    return LayersResult(
+        settings={
+            "images": images,
+            "sizes": [size_label(s) for s in sizes],
+            "photos": sorted({s.photo for s in samples}),
+            "degradation": spec.degradation,
+            "jump_db": jump_db,
+            "sqnr_cap_db": SQNR_CAP,
+            "provider": "cpu",
+            "graph_optimization": "disabled",
+        },
+        reference={"name": reference.name, "path": str(reference), "precision": "fp32"},
+        variant={"name": var_path.name, "path": str(var_path), "precision": var_precision},
+        rows=rows,
+        unmatched=[t.name for t in ref_run.tensors if t.name in exposed and t.name not in matched],
+    )
 
+
+def _check_pair(reference: Path, variant: Path) -> tuple[Path, ModelSpec, str]:
+    """The variant's file, the reference's spec and the variant's precision, once both are
+    known to be ONNX exports of one model (the reference fp32)."""
     if not reference.exists():
         raise EdgegenError(f"reference {reference}: no such file or folder")
     if reference.is_dir() or reference.suffix != ".onnx":
@@ -551,60 +463,32 @@ def compare_layers(
             f"--per-layer compares one variant with the reference; {variant} holds "
             f"{len(found)}: {', '.join(p.name for p in found)}"
         )
-    var_path = found[0]
-    if not math.isfinite(jump_db) or jump_db <= 0:
-        raise EdgegenError(f"--jump-db must be a positive number of dB, got {jump_db}")
-    ref_model = load_reference(reference)  # checks the spec and that it is fp32
-    assert isinstance(ref_model, OnnxRunner)
-    var_model = OnnxRunner(var_path, "cpu")
-    mismatch = _same_io(ref_model.spec, var_model.spec)
+    ref_spec = onnx_reference(reference).spec  # checks the spec and that it is fp32
+    var_spec = onnx_runner(found[0]).spec
+    mismatch = same_io(ref_spec, var_spec)
     if mismatch:
-        raise EdgegenError(f"variant {var_path} does not match the reference: {mismatch}")
-    spec = ref_model.spec
-    samples = compare_samples(spec, images, sizes)
-    with tempfile.TemporaryDirectory(prefix="edgegen-layers-") as tmp:
-        ref_run = ActivationRunner(reference, Path(tmp) / "reference.onnx")
-        var_run = ActivationRunner(var_path, Path(tmp) / "variant.onnx")
-        ref_outputs = [o.name for o in ref_run.model.graph.output]
-        if not shared_intermediates(ref_run.tensors, ref_outputs, var_run.names()):
-            raise EdgegenError(
-                f"{var_path} shares no intermediate tensor name with {reference}: --per-layer "
-                "needs two exports of the same model"
-            )
-        ref_ops, var_ops = ref_run.ops(), var_run.ops()
-        stats: dict[str, TensorStats] = {}
-        exposed: set[str] = set()  # the reference's float tensors
-        for sample in samples:
-            batch = _to_model(spec, sample.degraded)
-            if spec.layout == "NHWC":
-                batch = np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
-            ref_acts = ref_run.infer(batch)
-            var_acts = var_run.infer(batch)
-            exposed |= set(ref_acts)
-            for name, (post, pre) in match_activations(
-                ref_acts, var_acts, ref_ops, var_ops
-            ).items():
-                stats.setdefault(name, TensorStats()).add(ref_acts[name], post, pre)
-            del ref_acts, var_acts  # a full photo's activations are large: one photo at a time
-    rows = layer_rows(ref_run.tensors, stats)
-    matched = {r.name for r in rows}
-    return LayersResult(
-        settings={
-            "images": images,
-            "sizes": [s if isinstance(s, str) else f"{s[0]}x{s[1]}" for s in sizes],
-            "photos": sorted({s.photo for s in samples}),
-            "degradation": spec.degradation,
-            "jump_db": jump_db,
-            "sqnr_cap_db": SQNR_CAP,
-            "provider": "cpu",
-            "graph_optimization": "disabled",
-        },
-        reference={"name": reference.name, "path": str(reference), "precision": "fp32"},
-        variant={
-            "name": var_path.name,
-            "path": str(var_path),
-            "precision": var_model.spec.precision,
-        },
-        rows=rows,
-        unmatched=[t.name for t in ref_run.tensors if t.name in exposed and t.name not in matched],
-    )
+        raise EdgegenError(f"variant {found[0]} does not match the reference: {mismatch}")
+    return found[0], ref_spec, var_spec.precision
+
+
+def _tensor_stats(
+    ref_run: ActivationRunner,
+    var_run: ActivationRunner,
+    spec: ModelSpec,
+    samples: Sequence[Sample],
+) -> tuple[dict[str, TensorStats], set[str]]:
+    """Every matched tensor's error, photo by photo; and the reference's tensors seen."""
+    ref_ops, var_ops = ref_run.ops(), var_run.ops()
+    stats: dict[str, TensorStats] = {}
+    exposed: set[str] = set()  # the reference's float tensors
+    for sample in samples:
+        batch = padded_input(spec, sample.degraded)
+        if spec.layout == "NHWC":
+            batch = np.ascontiguousarray(batch.transpose(0, 2, 3, 1))
+        ref_acts = ref_run.infer(batch)
+        var_acts = var_run.infer(batch)
+        exposed |= set(ref_acts)
+        for name, (post, pre) in match_activations(ref_acts, var_acts, ref_ops, var_ops).items():
+            stats.setdefault(name, TensorStats()).add(ref_acts[name], post, pre)
+        del ref_acts, var_acts  # a full photo's activations are large: one photo at a time
+    return stats, exposed

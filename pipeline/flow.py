@@ -28,11 +28,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
-
+from edgegen.evaluation.compare import CompareResult, compare, onnx_variants
+from edgegen.evaluation.formats import render
+from edgegen.evaluation.report import write_report
+from edgegen.export.transaction import (
+    EXPORT_PRECISIONS,
+    ExportConfig,
+    ExportResult,
+    VerificationFailed,
+    export_checkpoint,
+)
+from edgegen.runners import onnx_runner
 from edgegen.runtime.errors import EdgegenError
-
-from .api import PRECISIONS, ExportConfig, ExportResult, VerificationFailed, export_checkpoint
+from edgegen.runtime.files import atomic_write_text
+from edgegen.runtime.golden import golden_path, load_golden, verify_golden
+from edgegen.train.checkpoint import load_runner
 
 Log = Callable[[str], None]
 STAGES = ("train", "export", "verify", "compare", "report")
@@ -67,7 +77,7 @@ class PipelineResult:
     out: Path
     export: ExportResult
     verified: dict[str, bool]
-    compare: Any  # edgegen.runtime.compare.CompareResult
+    compare: CompareResult
     report: Path
     summary: str
     seconds: dict[str, float] = field(default_factory=dict)
@@ -77,7 +87,6 @@ def run_pipeline(config: PipelineConfig, log: Log = _stderr) -> PipelineResult:
     """Train, export, verify, compare and report; raises :class:`EdgegenError` (exit 2) on bad
     input before anything is written, and :class:`VerificationFailed` (exit 1) on a broken
     tolerance."""
-    from edgegen.runtime.files import atomic_write_text
     from edgegen.train.config import build_config
     from edgegen.train.trainer import train
 
@@ -86,11 +95,11 @@ def run_pipeline(config: PipelineConfig, log: Log = _stderr) -> PipelineResult:
         raise EdgegenError(
             f"--out {out} already exists and is not empty; remove it or choose another --out"
         )
-    unknown = [p for p in config.precision if p not in PRECISIONS]
+    unknown = [p for p in config.precision if p not in EXPORT_PRECISIONS]
     if unknown or not config.precision:
         raise EdgegenError(
             f"unknown precision {', '.join(unknown) or '(none)'}; "
-            f"choose from {', '.join(PRECISIONS)}"
+            f"choose from {', '.join(EXPORT_PRECISIONS)}"
         )
     overrides: dict[str, Any] = {"out": str(out / "train")}
     if config.steps is not None:
@@ -124,20 +133,10 @@ def run_pipeline(config: PipelineConfig, log: Log = _stderr) -> PipelineResult:
         verified = _verify(exported, log)
 
     with _stage("compare", seconds, log, "vs the PyTorch model, on the held-out photos"):
-        from edgegen.runtime.compare import compare, format_json
-
-        compared = compare(
-            trained.run,
-            [a.path for a in exported.artifacts],
-            devices=["cpu"],
-            repeats=config.repeats,
-            crops=True,
-        )
-        atomic_write_text(out / "compare.json", format_json(compared) + "\n")
+        compared = _compare(trained.run, exported, config.repeats)
+        atomic_write_text(out / "compare.json", render(compared, "json") + "\n")
 
     with _stage("report", seconds, log, f"{out}/report/index.html"):
-        from edgegen.runtime.report import write_report
-
         page = write_report(compared, out / "report")
 
     summary = summary_table(compared, verified, seconds)
@@ -166,14 +165,21 @@ def _export(run: Path, export_config: ExportConfig, log: Log) -> ExportResult:
         raise
 
 
+def _compare(run: Path, exported: ExportResult, repeats: int) -> CompareResult:
+    """Every artifact on the CPU against the trained PyTorch model, on the held-out photos."""
+    reference = load_runner(run)
+    variants = onnx_variants([a.path for a in exported.artifacts], ["cpu"], reference.spec)
+    return compare(reference, variants, repeats=repeats, crops=True)
+
+
 def _verify(exported: ExportResult, log: Log) -> dict[str, bool]:
     """Each artifact on onnxruntime CPU against its golden samples, without torch: what
     ``edgegen verify`` checks on a device."""
-    from edgegen.runtime.generator import Generator
-
     verified: dict[str, bool] = {}
     for artifact in exported.artifacts:
-        report = Generator(artifact.path, device="cpu", tile=0).verify()
+        runner = onnx_runner(artifact.path, "onnxruntime", "cpu")
+        golden = load_golden(golden_path(artifact.path))
+        report = verify_golden(golden, runner.infer, runner.spec, artifact.path, runner.providers)
         verified[artifact.path.name] = bool(report)
         worst = max((r.max_lsb for r in report.rows), default=float("nan"))
         log(f"  {artifact.path.name}: {'PASS' if report else 'FAIL'} (max {worst:.3f} LSB)")
@@ -189,7 +195,9 @@ def _verify(exported: ExportResult, log: Log) -> dict[str, bool]:
     return verified
 
 
-def summary_table(compared: Any, verified: dict[str, bool], seconds: dict[str, float]) -> str:
+def summary_table(
+    compared: CompareResult, verified: dict[str, bool], seconds: dict[str, float]
+) -> str:
     """One row per artifact, on the whole held-out photos: size, PSNR against the ground truth
     (and below PyTorch's own), largest error against PyTorch in 8-bit steps, median latency."""
     header = ("artifact", "MB", "GT PSNR dB", "vs torch dB", "max LSB", "p50 ms", "verified")
@@ -197,7 +205,8 @@ def summary_table(compared: Any, verified: dict[str, bool], seconds: dict[str, f
     torch_psnr = sum(r["gt_psnr"] for r in ref["rows"]) / len(ref["rows"])
     rows = [("PyTorch (reference)", "", f"{torch_psnr:.2f}", "", "", "", "")]
     for v in compared.variants:
-        gt = sum(r.gt_psnr for r in v.rows) / len(v.rows)
+        # compare() always measures against the ground truth: the spec names the degradation.
+        gt = sum(r.gt_psnr or 0.0 for r in v.rows) / len(v.rows)
         rows.append(
             (
                 v.name,
@@ -221,56 +230,3 @@ def summary_table(compared: Any, verified: dict[str, bool], seconds: dict[str, f
         + ", ".join(f"{name} {seconds[name]:.0f} s" for name in STAGES if name in seconds)
     )
     return "\n".join(lines)
-
-
-def _precisions(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in value.split(",") if p.strip())
-
-
-@click.command("pipeline")
-@click.option(
-    "--preset",
-    default="denoise-small",
-    show_default=True,
-    help="A packaged training preset or a .toml file.",
-)
-@click.option("--out", default="runs/demo", show_default=True, help="A new (or empty) folder.")
-@click.option("--steps", type=click.IntRange(min=1), default=None, help="[default: the preset's]")
-@click.option(
-    "--val-every", type=click.IntRange(min=1), default=None, help="Validate every K steps."
-)
-@click.option(
-    "--precision",
-    default=",".join(DEMO_PRECISIONS),
-    show_default=True,
-    callback=_precisions,
-    help="Comma list of fp32, fp16, int8, auto.",
-)
-@click.option("--calib-count", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option(
-    "--target", default=AUTO_TARGET, show_default=True, help="What auto must meet (see export)."
-)
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--progress/--no-progress", default=True, help="Progress bars.")
-def pipeline(**options: Any) -> int:
-    """Train a preset, export it (fp32, fp16, int8, auto), verify every artifact, compare them on
-    the held-out photos and write the HTML report: the whole flow, as `make demo` runs it.
-
-    OUT gets train/ (the run), export/ (the artifacts with manifests and golden samples),
-    report/index.html, compare.json and summary.txt. Prints each stage with its duration, then
-    the summary table and the report's path.
-
-    \b
-    Example:
-      edgegen pipeline --preset denoise-small --steps 300 --out runs/demo
-
-    \b
-    Exit codes:
-      0  every stage ran and every artifact passed
-      1  an artifact broke its tolerance (export or golden-sample verification)
-      2  bad input: preset, options, or an OUT that already holds files
-    """
-    result = run_pipeline(PipelineConfig(**options))
-    click.echo(result.summary)
-    click.echo(f"report: {result.report}")
-    return 0

@@ -1,0 +1,167 @@
+"""``edgegen run``: a model over image files, folders or globs (:mod:`edgegen.runtime.batch`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from edgegen.runtime.errors import EdgegenError
+
+from .options import DEVICE_HELP, session_options
+
+_Item = TypeVar("_Item")
+
+
+@click.command("run")
+@click.argument("args", nargs=-1, required=True, metavar="[MODEL] INPUTS...")
+@click.option(
+    "-m",
+    "--model",
+    "model_name",
+    default=None,
+    help="An ONNX file or a shipped model, NAME[:PRECISION] (see `edgegen models`). "
+    "[default: a first argument ending in .onnx/.ort, else denoise-blind:int8]",
+)
+@click.option(
+    "-o", "--out", "outdir", required=True, type=click.Path(path_type=Path), help="Output folder."
+)
+@click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
+@click.option(
+    "--tile", type=int, default=None, help="Tile size (0: never tile; default: auto over 1 MP)."
+)
+@click.option("--overlap", type=int, default=None, help="Tile overlap in input pixels.")
+@click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads.")
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Images per onnxruntime call (same-size images go together).",
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace outputs that exist (default: skip their inputs)."
+)
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Load MODEL even if its sha256 differs from the manifest.json beside it.",
+)
+@session_options
+def run(
+    args: tuple[str, ...],
+    model_name: str | None,
+    outdir: Path,
+    device: str,
+    tile: int | None,
+    overlap: int | None,
+    threads: int | None,
+    batch: int,
+    progress: bool | None,
+    overwrite: bool,
+    no_verify: bool,
+    **session: Any,
+) -> int:
+    """Run MODEL on image files, folders or globs (INPUTS); write OUTDIR/<stem>.png for each.
+
+    MODEL is an .onnx (or .ort) file given first, as in `edgegen run model.int8.onnx photos/ -o
+    out/`, or --model FILE|NAME; without either the shipped blind denoiser runs:
+    `edgegen run photo.jpg -o out/`.
+
+    Outputs are written to a temporary name and renamed, so an output that exists is complete:
+    inputs whose output exists are skipped (a rerun after a crash does the rest) unless
+    --overwrite is given. An input is never overwritten, and OUTDIR may not be (or lie inside)
+    an input folder. Among several inputs, unreadable images are skipped with a warning and
+    listed at the end; a single input that cannot be read is an error. When MODEL has a
+    manifest.json beside it, its sha256 must match (--no-verify skips the check).
+
+    \b
+    Exit codes:
+      0  every image was processed (or its output already existed)
+      1  some images could not be read (listed)
+      2  bad input: model, options, OUTDIR, an unreadable single image, or no images found;
+         a write that fails (disk full) also stops the run with exit 2
+    """
+    from edgegen.runtime import batch as files
+    from edgegen.runtime.generator import Generator
+
+    model, inputs = pick_model(args, model_name)
+    files.check_outdir(outdir, inputs)
+    found = files.collect_inputs(inputs)
+    targets = files.plan_outputs(found, outdir)
+    gen = Generator(
+        model,
+        device=device,
+        threads=threads,
+        tile=tile,
+        overlap=overlap,
+        verify_manifest=not no_verify,
+        **session,
+    )
+    files.make_outdir(outdir)
+    pairs = files.pending(found, targets, overwrite)
+    if len(pairs) < len(found):
+        click.echo(
+            f"edgegen: {len(found) - len(pairs)} output(s) already exist, their inputs "
+            "skipped (--overwrite replaces them)",
+            err=True,
+        )
+    show = progress if progress is not None else sys.stderr.isatty()
+    failures = files.run_files(
+        gen,
+        pairs,
+        batch,
+        single=len(found) == 1,
+        warn=lambda line: click.echo(f"edgegen: warning: {line}", err=True),
+        written=None if show else lambda src, dst: click.echo(f"{src} -> {dst}"),
+        progress=lambda groups: _progress(groups, show),
+    )
+    if failures:
+        click.echo(f"edgegen: {len(failures)} of {len(found)} image(s) failed:", err=True)
+        for line in failures:
+            click.echo(f"  {line}", err=True)
+        return 1
+    return 0
+
+
+def pick_model(args: tuple[str, ...], model: str | None) -> tuple[Path, tuple[str, ...]]:
+    """``edgegen run``'s arguments -> (model file, inputs).
+
+    ``--model`` (a file, or a shipped name) wins; otherwise a first argument ending in .onnx or
+    .ort is the model (``edgegen run MODEL INPUTS...``); otherwise every argument is an input
+    and the shipped default model runs.
+    """
+    from edgegen.runtime.zoo import DEFAULT_MODEL, MODEL_SUFFIXES, resolve
+
+    if model is not None:
+        path = Path(model)
+        chosen = path if path.suffix.lower() in MODEL_SUFFIXES or path.exists() else resolve(model)
+        inputs = args
+    elif args and Path(args[0]).suffix.lower() in MODEL_SUFFIXES:
+        chosen, inputs = Path(args[0]), args[1:]
+    else:
+        chosen, inputs = resolve(DEFAULT_MODEL), args
+    if not inputs:
+        raise EdgegenError("no INPUTS given: name image files, folders or globs to run on")
+    return chosen, inputs
+
+
+def _progress(items: list[_Item], show: bool) -> Iterator[_Item]:
+    """A progress bar with tqdm or rich when installed and wanted; otherwise plain iteration."""
+    if show and importlib.util.find_spec("tqdm") is not None:
+        from tqdm import tqdm
+
+        yield from tqdm(items, unit="batch", file=sys.stderr)
+    elif show and importlib.util.find_spec("rich") is not None:
+        from rich.progress import track
+
+        yield from track(items, description="edgegen run")
+    else:
+        yield from items
