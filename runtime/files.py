@@ -7,10 +7,14 @@ the runtime can use it as well as training and export.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from .errors import EdgegenError
 
 
 def temp_beside(path: Path) -> Path:
@@ -75,3 +79,17 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_json_object(path: Path, what: str = "") -> dict[str, Any]:
+    """The JSON object in ``path``; unreadable, malformed or not an object is one
+    :class:`EdgegenError` naming ``what`` (e.g. "manifest ") and the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = str(exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        raise EdgegenError(f"{what}{path} is unreadable: {reason}") from None
+    if not isinstance(data, dict):
+        raise EdgegenError(f"{what}{path} is not a JSON object")
+    return data

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EdgegenError
-from .files import sha256_file
+from .files import read_json_object, sha256_file
 
 REQUIRED = ("file", "sha256", "size_bytes", "precision", "spec")
 
@@ -49,13 +49,7 @@ def write_manifest(path: Path, model_name: str, model: Path, fields: Mapping[str
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """A manifest's JSON object; an unreadable or malformed file is one :class:`EdgegenError`."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgegenError(f"manifest {path} is unreadable: {_first_line(exc)}") from None
-    if not isinstance(data, dict):
-        raise EdgegenError(f"manifest {path} is not a JSON object")
-    return data
+    return read_json_object(path, "manifest ")
 
 
 def check_manifest(model: Path) -> str | None:
@@ -88,8 +82,3 @@ def _expected_sha256(data: dict[str, Any], name: str) -> str | None:
             return str(entry["sha256"])
     main = data.get("sha256")
     return main if isinstance(main, str) else None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -11,13 +11,13 @@ card's numbers were measured as, by ``benchmarks/shipped_models.py``). Files are
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .errors import EdgegenError
+from .files import read_json_object
 from .manifest import read_manifest
 
 DEFAULT_MODEL = "denoise-blind"
@@ -70,7 +70,9 @@ def shipped_models(root: Path | None = None) -> list[ShippedModel]:
     root = models_root() if root is None else root
     found = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
-        info = _read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+        info = (
+            read_json_object(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+        )
         card = folder / "README.md"
         for manifest_file in sorted(folder.glob("model.*.manifest.json")):
             manifest = read_manifest(manifest_file)
@@ -117,13 +119,3 @@ def resolve(name: str, root: Path | None = None) -> Path:
             return m.path
     have = ", ".join(m.ref for m in same_name)
     raise EdgegenError(f"shipped model {base} has no {wanted} precision (have {have})")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EdgegenError(f"{path} is unreadable: {exc}") from None
-    if not isinstance(data, dict):
-        raise EdgegenError(f"{path} is not a JSON object")
-    return data
