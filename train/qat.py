@@ -15,7 +15,7 @@ channel) does to a residual generator, and what :class:`QATGenerator` simulates:
 Each activation's scale and zero point are learned with the weights (straight-through rounding,
 the LSQ+ gradients), starting from what MinMax calibration would give.
 Export maps them onto the ONNX tensors by the convs' weight names
-(:mod:`edgegen.export.qat`) and hands them to ``quantize_static`` as TensorQuantOverrides.
+(:mod:`edgegen.export.qat_ranges`) and hands them to ``quantize_static`` as TensorQuantOverrides.
 """
 
 from __future__ import annotations
