@@ -22,7 +22,7 @@ from torch import nn
 
 from edgegen.runtime import __version__
 from edgegen.runtime.errors import EdgegenError
-from edgegen.runtime.files import remove_stale_temps, sha256_file, temp_beside
+from edgegen.runtime.files import folder_lock, remove_stale_temps, sha256_file, temp_beside
 from edgegen.runtime.manifest import file_entry, write_manifest
 from edgegen.runtime.spec import ModelSpec
 
@@ -167,6 +167,21 @@ def export_module(
     """
     config.validate()
     out = _prepare_out(Path(config.out))
+    # One export writes into a folder at a time: a second would remove the first one's staged
+    # files as stale, or interleave artifacts of two models.
+    with folder_lock(out, "export folder"):
+        remove_stale_temps(out)  # left by an export that was killed
+        return _export_locked(module, spec, config, out, source, qat_record)
+
+
+def _export_locked(
+    module: nn.Module,
+    spec: ModelSpec,
+    config: ExportConfig,
+    out: Path,
+    source: Path | None,
+    qat_record: dict[str, Any] | None,
+) -> ExportResult:
     if spec.provenance.edgegen_version is None:
         provenance = dataclasses.replace(spec.provenance, edgegen_version=__version__)
         spec = spec.replace(provenance=provenance)
@@ -345,7 +360,6 @@ def _prepare_out(out: Path) -> Path:
             pass
     except OSError as exc:
         raise EdgegenError(f"output folder {out} is not writable: {exc.strerror or exc}") from None
-    remove_stale_temps(out)
     return out
 
 

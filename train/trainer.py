@@ -26,7 +26,7 @@ from edgegen.evaluation.degrade import make_degradation
 from edgegen.evaluation.photos import LoadResult, Photo, bundled_paths, find_images, load_all
 from edgegen.runtime import __version__
 from edgegen.runtime.errors import EdgegenError
-from edgegen.runtime.files import atomic_write_text, remove_stale_temps
+from edgegen.runtime.files import atomic_write_text, folder_lock, remove_stale_temps
 from edgegen.runtime.spec import ModelSpec, Provenance
 
 from . import archs
@@ -276,13 +276,17 @@ def _train(cfg: TrainConfig, ckpt: Any, dist: Dist, progress: bool, log: Log) ->
     run = _Run(cfg, dist, log)
     run.build(ckpt)
     loader = run.loader()
-    bar = run.start(progress)
-    try:
-        run.loop(iter(loader), bar)
-    finally:
-        if bar is not None:
-            bar.close()
-    return run.result()
+    with contextlib.ExitStack() as held:
+        if dist.main:  # one process writes the run folder: a second `train --out` is refused
+            run.path.mkdir(parents=True, exist_ok=True)
+            held.enter_context(folder_lock(run.path, "run folder"))
+        bar = run.start(progress)
+        try:
+            run.loop(iter(loader), bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        return run.result()
 
 
 class _Run:

@@ -47,7 +47,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def temp_leftovers(run: Path) -> list[str]:
-    """Files that checkpoint.atomic_write creates beside their target (``.NAME.XXXX.tmp``)."""
+    """Hidden ``.tmp`` files in the run folder: atomic_write's own (``.NAME.edgegen-XXXXXXXX.tmp``)
+    and any a user put there."""
     return sorted(
         p.name for p in run.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")
     )
@@ -261,16 +262,24 @@ def test_resume_removes_temp_files_of_a_killed_write(tmp_path: Path) -> None:
     with pytest.raises(SimulatedCrash):
         train(tiny_config(run, steps=10, val_every=5), progress=False, log=crash_after_step(5))
     data = (run / "last.safetensors").read_bytes()
-    planted = [".last.safetensors.k1ll3d.tmp", ".last.json.k1ll3d.tmp", ".metrics.jsonl.k1ll3d.tmp"]
+    planted = [
+        ".last.safetensors.edgegen-k1ll3d00.tmp",
+        ".last.json.edgegen-k1ll3d00.tmp",
+        ".metrics.jsonl.edgegen-k1ll3d00.tmp",
+    ]
     (run / planted[0]).write_bytes(data[: len(data) // 2])  # a write cut off half-way
     (run / planted[1]).write_bytes(b"")
     (run / planted[2]).write_bytes(b'{"step": 0}\n')
-    assert temp_leftovers(run) == sorted(planted)
+    users = [".notes.tmp", ".draft.k1ll3d00.tmp"]  # a user's own hidden temporaries
+    for name in users:
+        (run / name).write_text("mine")
+    assert temp_leftovers(run) == sorted(planted + users)
 
     result = train(TrainConfig(workers=0), resume=str(run), progress=False, log=quiet)
     assert result.step == 10
     assert load_checkpoint(run, prefer="last").step == 10
-    assert temp_leftovers(run) == []
+    assert temp_leftovers(run) == sorted(users)  # only edgegen's own were removed
+    assert all((run / name).read_text() == "mine" for name in users)
 
 
 def test_best_checkpoint_matches_record_after_crash_between_saves(
