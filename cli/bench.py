@@ -64,6 +64,7 @@ def bench(
     from edgegen.evaluation.samples import parse_sizes
     from edgegen.runners import onnx_runner
     from edgegen.runtime.files import atomic_write_text
+    from edgegen.runtime.session_config import cap_threads
 
     if rounds < 1:
         raise EdgegenError(f"--rounds must be >= 1, got {rounds}")
@@ -79,6 +80,9 @@ def bench(
     if not batch_list or min(batch_list) < 1:
         raise EdgegenError(f"--batch must be >= 1, got {batches!r}")
     sizes_hw = [s for s in size_list if isinstance(s, tuple)]
+    threads, capped = cap_threads(threads)
+    if capped is not None:
+        click.echo(f"edgegen: note: {capped}", err=True)
     # GPU-only session options (--cuda-graph, ...) apply to the GPU providers of a mixed list.
     runners = [
         onnx_runner(m, "onnxruntime", d, threads=threads, **for_device(session, d))

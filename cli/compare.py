@@ -14,7 +14,7 @@ import click
 from edgegen.evaluation.formats import FORMATS
 from edgegen.runtime.errors import EdgegenError
 
-from .options import comma_list
+from .options import FINITE, comma_list
 
 if TYPE_CHECKING:
     from edgegen.evaluation.compare import CompareResult
@@ -46,11 +46,11 @@ if TYPE_CHECKING:
     default=None,
     help="Center crops of the model's input, e.g. 256,37x53,full (default: whole photos).",
 )
-@click.option("--max-lsb", type=float, default=None, help="Max error vs reference, 8-bit steps.")
-@click.option("--min-psnr", type=float, default=None, help="Min PSNR vs the reference (dB).")
+@click.option("--max-lsb", type=FINITE, default=None, help="Max error vs reference, 8-bit steps.")
+@click.option("--min-psnr", type=FINITE, default=None, help="Min PSNR vs the reference (dB).")
 @click.option(
     "--max-psnr-drop",
-    type=float,
+    type=FINITE,
     default=None,
     help="Max drop of PSNR vs ground truth below the reference's own (dB).",
 )
@@ -72,7 +72,7 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--jump-db",
-    type=float,
+    type=FINITE,
     default=None,
     help="--per-layer: the SQNR a tensor must lose against its inputs to be a jump [default: 10].",
 )

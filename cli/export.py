@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from edgegen.export.onnx_export import DEFAULT_OPSET
@@ -35,7 +37,10 @@ def _tolerances(
         try:
             key, number = item.split("=", 1)
             precision, name = key.split(".", 1)
-            parsed.setdefault(precision, {})[name] = float(number)
+            value = float(number)
+            if not math.isfinite(value):  # a NaN limit could never fail
+                raise ValueError(number)
+            parsed.setdefault(precision, {})[name] = value
         except ValueError:
             raise click.BadParameter(
                 f"{item!r} is not PRECISION.NAME=VALUE (e.g. int8.max_gt_psnr_drop=0.3)"

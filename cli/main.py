@@ -11,6 +11,7 @@ Exit codes: 0 success; 1 a check ran and failed; 2 a usage or input error (one l
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -84,6 +85,12 @@ class _Placeholder(click.Command):
         self.context_settings = {"ignore_unknown_options": True, "allow_extra_args": True}
         self.params = [click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)]
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Verbatim, "--" included: click's parser would drop it, and then `edgegen run -o out
+        # -- -x.png` would read the file name -x.png as an option of the real command.
+        ctx.params["args"] = tuple(args)
+        return []
+
     def _load(self) -> click.Command:
         module, attr, extra = self._target
         try:
@@ -99,9 +106,35 @@ class _Placeholder(click.Command):
 
     def invoke(self, ctx: click.Context) -> Any:
         real = self._load()
+        quiet_onnxruntime()
         args = list(ctx.params.get("args", ()))
         with real.make_context(self.name, args, parent=ctx.parent) as sub_ctx:
             return real.invoke(sub_ctx)
+
+
+def quiet_onnxruntime() -> None:
+    """Create onnxruntime's process environment with its own stderr silenced, and keep its
+    process-wide logger to errors. When the user's home is not writable (a service account,
+    `nobody`), onnxruntime prints a warning of its own as it starts ("Failed to persist
+    telemetry device ID"): a second stderr line beside edgegen's one, from no fault of the
+    user's. Only the command line does this; an app that embeds the runtime keeps onnxruntime
+    as it configured it."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # pragma: no cover - no stderr at all
+        return
+    try:
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 2)
+        try:
+            import onnxruntime
+        except ImportError:  # the command will say what to install
+            return
+        onnxruntime.set_default_logger_severity(3)
+        onnxruntime.get_available_providers()  # creates the environment, with the warning
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -144,6 +177,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("edgegen: interrupted", err=True)
         sys.exit(130)
+    except MemoryError as exc:  # a huge --sizes, an image too large for this machine
+        text = str(exc).strip()
+        reason = f": {text.splitlines()[0]}" if text else ""
+        click.echo(f"edgegen: error: out of memory{reason}", err=True)
+        sys.exit(2)
     except OSError as exc:  # a full disk, a vanished folder: the environment, not a bug
         where = f"{exc.filename}: " if exc.filename else ""
         click.echo(f"edgegen: error: {where}{exc.strerror or exc}", err=True)

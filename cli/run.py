@@ -35,7 +35,18 @@ _Item = TypeVar("_Item")
     "--tile", type=int, default=None, help="Tile size (0: never tile; default: auto over 1 MP)."
 )
 @click.option("--overlap", type=int, default=None, help="Tile overlap in input pixels.")
-@click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads.")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="onnxruntime intra-op threads (capped at the cores this process may use).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds one image may take; a slower one is stopped, skipped and listed.",
+)
 @click.option(
     "--batch",
     type=click.IntRange(min=1),
@@ -63,6 +74,7 @@ def run(
     tile: int | None,
     overlap: int | None,
     threads: int | None,
+    timeout: float | None,
     batch: int,
     progress: bool | None,
     overwrite: bool,
@@ -79,22 +91,30 @@ def run(
     inputs whose output exists are skipped (a rerun after a crash does the rest) unless
     --overwrite is given. An input is never overwritten, and OUTDIR may not be (or lie inside)
     an input folder. Among several inputs, unreadable images are skipped with a warning and
-    listed at the end; a single input that cannot be read is an error. When MODEL has a
-    manifest.json beside it, its sha256 must match (--no-verify skips the check).
+    listed at the end; a single input that cannot be read is an error. The same goes for an
+    image the model fails on: NaN or inf in its output (never written as pixels), out of
+    memory, or longer than --timeout. When MODEL has a manifest.json beside it, its sha256
+    must match (--no-verify skips the check). Ctrl-C stops the running inference at once
+    (exit 130); outputs written before it are complete, and a rerun does the rest.
 
     \b
     Exit codes:
       0  every image was processed (or its output already existed)
-      1  some images could not be read (listed)
+      1  some images could not be read or run (listed)
       2  bad input: model, options, OUTDIR, an unreadable single image, or no images found;
          a write that fails (disk full) also stops the run with exit 2
+      130  interrupted (Ctrl-C)
     """
     from edgegen.runtime import batch as files
     from edgegen.runtime.generator import Generator
+    from edgegen.runtime.session_config import cap_threads
 
     model, inputs = pick_model(args, model_name)
     files.check_outdir(outdir, inputs)
-    found = files.collect_inputs(inputs)
+    found = files.collect_inputs(inputs, outdir)
+    threads, capped = cap_threads(threads)
+    if capped is not None:
+        click.echo(f"edgegen: note: {capped}", err=True)
     targets = files.plan_outputs(found, outdir)
     gen = Generator(
         model,
@@ -122,6 +142,7 @@ def run(
         warn=lambda line: click.echo(f"edgegen: warning: {line}", err=True),
         written=None if show else lambda src, dst: click.echo(f"{src} -> {dst}"),
         progress=lambda groups: _progress(groups, show),
+        timeout=timeout,
     )
     if failures:
         click.echo(f"edgegen: {len(failures)} of {len(found)} image(s) failed:", err=True)

@@ -13,6 +13,8 @@ from click.core import ParameterSource
 
 from edgegen.runtime.errors import EdgegenError
 
+from .options import FINITE
+
 # Options default to None so that only those the user gave override a preset.
 _RANGE = "NUMBER or LOW,HIGH"
 
@@ -46,7 +48,7 @@ _RANGE = "NUMBER or LOW,HIGH"
     default=None,
     help="Activation after each residual addition (the seed network). [default: off]",
 )
-@click.option("--res-scale", type=float, help="Residual scaling s in y = x + s*F(x). [default: 1]")
+@click.option("--res-scale", type=FINITE, help="Residual scaling s in y = x + s*F(x). [default: 1]")
 @click.option(
     "--data", help="'bundled' (scikit-image's photos) or a folder of images. [default: bundled]"
 )
@@ -57,17 +59,17 @@ _RANGE = "NUMBER or LOW,HIGH"
 @click.option("--batch", type=int, help="Global batch size (split across DDP ranks). [default: 16]")
 @click.option("--workers", type=int, help="DataLoader worker processes. [default: 1]")
 @click.option("--steps", type=int, help="Optimizer steps. [default: 1000]")
-@click.option("--minutes", type=float, help="Train for about this long instead of --steps.")
+@click.option("--minutes", type=FINITE, help="Train for about this long instead of --steps.")
 @click.option("--loss", help="l1 | mse | charbonnier  [default: l1]")
 @click.option("--optimizer", help="adam | adamw  [default: adamw]")
-@click.option("--lr", type=float, help="Peak learning rate. [default: 2e-3]")
+@click.option("--lr", type=FINITE, help="Peak learning rate. [default: 2e-3]")
 @click.option(
-    "--min-lr", type=float, help="Learning rate at the end of the cosine. [default: 1e-5]"
+    "--min-lr", type=FINITE, help="Learning rate at the end of the cosine. [default: 1e-5]"
 )
-@click.option("--weight-decay", type=float, help="[default: 0]")
+@click.option("--weight-decay", type=FINITE, help="[default: 0]")
 @click.option("--warmup", type=int, help="Linear warm-up steps. [default: 50]")
 @click.option("--schedule", help="cosine | constant  [default: cosine]")
-@click.option("--grad-clip", type=float, help="Max gradient norm, 0 to disable. [default: 1]")
+@click.option("--grad-clip", type=FINITE, help="Max gradient norm, 0 to disable. [default: 1]")
 @click.option("--out", help="Run folder for checkpoints and metrics. [default: runs/train]")
 @click.option("--val-every", type=int, help="Validate and checkpoint every K steps. [default: 250]")
 @click.option("--seed", type=int, help="[default: 0]")

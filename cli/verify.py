@@ -12,22 +12,35 @@ from .options import DEVICE_HELP
 @click.command("verify")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--device", default="auto", show_default=True, help=DEVICE_HELP)
-def verify(model: Path, device: str) -> int:
+@click.option(
+    "--no-manifest",
+    is_flag=True,
+    help="Verify a model that has no manifest.json: its golden samples are then trusted "
+    "as they are (the report says so).",
+)
+def verify(model: Path, device: str, no_manifest: bool) -> int:
     """Check MODEL on this machine against the golden samples export wrote beside it
     (model.<precision>.golden.npz): max error in 8-bit steps (LSB), % of values off by more than
     1 LSB and PSNR against the PyTorch outputs, at the precision's tolerance.
+
+    The model and its golden samples must match the sha256 recorded in the manifest.json
+    export wrote beside them, so a copied or edited golden file cannot pass; a model without
+    a manifest is verified only with --no-manifest.
 
     \b
     Exit codes:
       0  every tolerance is met
       1  the model computes differently here (report printed)
-      2  unverifiable (no golden samples) or bad input
+      2  unverifiable (no golden samples, no manifest, a golden file that does not match
+         it) or bad input
     """
     from edgegen.runners import onnx_runner
-    from edgegen.runtime.golden import golden_path, load_golden, verify_golden
+    from edgegen.runtime.golden import trusted_golden, verify_golden
 
     runner = onnx_runner(model, "onnxruntime", device)
-    golden = load_golden(golden_path(model))
+    golden, note = trusted_golden(model, require_manifest=not no_manifest)
     report = verify_golden(golden, runner.infer, runner.spec, model, runner.providers)
+    if note is not None:
+        report.notes.append(note)
     click.echo(report.table())
     return 0 if report else 1

@@ -41,7 +41,7 @@ from edgegen.export.transaction import (
 from edgegen.runners import onnx_runner
 from edgegen.runtime.errors import EdgegenError
 from edgegen.runtime.files import atomic_write_text
-from edgegen.runtime.golden import golden_path, load_golden, verify_golden
+from edgegen.runtime.golden import trusted_golden, verify_golden
 from edgegen.train.checkpoint import load_runner
 
 Log = Callable[[str], None]
@@ -178,7 +178,7 @@ def _verify(exported: ExportResult, log: Log) -> dict[str, bool]:
     verified: dict[str, bool] = {}
     for artifact in exported.artifacts:
         runner = onnx_runner(artifact.path, "onnxruntime", "cpu")
-        golden = load_golden(golden_path(artifact.path))
+        golden, _ = trusted_golden(artifact.path)
         report = verify_golden(golden, runner.infer, runner.spec, artifact.path, runner.providers)
         verified[artifact.path.name] = bool(report)
         worst = max((r.max_lsb for r in report.rows), default=float("nan"))

@@ -15,22 +15,29 @@ An input is never overwritten, and the output folder may not be (or lie inside) 
 
 from __future__ import annotations
 
+import functools
 import glob
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
 from .errors import EdgegenError, ModelError
 from .generator import Generator
-from .images import IMAGE_SUFFIXES, read_image, write_image
+from .images import IMAGE_SUFFIXES, read_image_profile, write_image
 
 Pair = tuple[Path, Path]  # (input image, output file)
 Warn = Callable[[str], None]
 
 
-def collect_inputs(inputs: Iterable[str]) -> list[Path]:
-    """Files as given, image files in folders (recursive, sorted), glob matches; no duplicates."""
+def collect_inputs(inputs: Iterable[str], outdir: Path | None = None) -> list[Path]:
+    """Files as given, image files in folders (recursive, sorted), glob matches; no duplicates.
+
+    Glob matches inside ``outdir`` are left out: they are this run's outputs (``photos/**/*.png
+    -o photos/out``), and taking them for inputs would break the rerun that resumes the work."""
+    out = outdir.resolve() if outdir is not None else None
     found: list[Path] = []
     for item in inputs:
         path = Path(item)
@@ -40,10 +47,12 @@ def collect_inputs(inputs: Iterable[str]) -> list[Path]:
             )
             if not matches:
                 raise EdgegenError(f"input folder {path} holds no images")
-        elif path.exists():
+        elif path.exists() or path.is_symlink():  # a broken link: named when it is read
             matches = [path]
         else:
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if out is not None:
+                matches = [p for p in matches if not p.resolve().is_relative_to(out)]
             if not matches:
                 raise EdgegenError(f"input {item}: no such file, and no files match it")
         found.extend(matches)
@@ -114,31 +123,38 @@ def run_files(
     warn: Warn | None = None,
     written: Callable[[Path, Path], None] | None = None,
     progress: Callable[[list[list[Pair]]], Iterator[list[Pair]]] = iter,
+    timeout: float | None = None,
 ) -> list[str]:
     """Run ``gen`` on every input and write its output; returns the failures, one line each.
 
-    Same-size images of a group of ``batch`` share one call. An unreadable image is skipped
-    with ``warn`` and listed in the failures, unless ``single`` (the only input), when it is
-    an error; a model that computes wrongly and a write that fails (a full disk) stop the run.
-    ``written(src, dst)`` is told of each output; ``progress`` wraps the groups (a bar).
+    Same-size images of a group of ``batch`` share one call. An image that cannot be read, or
+    that the model fails on (its output NaN, out of memory, longer than ``timeout`` seconds),
+    is skipped with ``warn`` and listed in the failures, unless ``single`` (the only input),
+    when it is an error; a model that computes wrongly and a write that fails (a full disk)
+    stop the run. ``written(src, dst)`` is told of each output; ``progress`` wraps the groups.
+
+    Each call runs in a worker thread so that Ctrl-C (KeyboardInterrupt, in the main thread)
+    stops the running inference within one layer (:meth:`Generator.cancel`) instead of after
+    it; nothing is half-written, since outputs only ever appear by rename.
     """
     failures: list[str] = []
 
     def skipped(src: Path, exc: EdgegenError) -> None:
+        named = exc if str(src) in str(exc) else EdgegenError(f"image {src}: {exc}")
         if single:
-            raise exc
+            raise named
         if warn is not None:
-            warn(f"skipped: {exc}")
+            warn(f"skipped: {named}")
         failures.append(f"{src}: {exc}")
 
     for group in progress(chunks(pairs, batch)):
         loaded = _read_group(group, skipped)
-        outputs = _run_group(gen, loaded, skipped)
-        for (src, dst, _), out in zip(loaded, outputs, strict=True):
+        outputs = _run_group(gen, loaded, skipped, timeout)
+        for (src, dst, _, profile), out in zip(loaded, outputs, strict=True):
             if out is None:
                 continue
             try:
-                write_image(dst, out)
+                write_image(dst, out, profile)  # the input's colour space, named
             except OSError as exc:  # a full disk or a vanished folder: stop, with one line
                 raise EdgegenError(f"cannot write {dst}: {exc.strerror or exc}") from None
             if written is not None:
@@ -146,7 +162,11 @@ def run_files(
     return failures
 
 
-Loaded = tuple[Path, Path, np.ndarray]
+Loaded = tuple[Path, Path, np.ndarray, bytes | None]  # input, output, pixels, ICC profile
+
+
+class TimedOut(EdgegenError):
+    """An image that took longer than the run's timeout."""
 
 
 def _read_group(
@@ -155,27 +175,74 @@ def _read_group(
     loaded: list[Loaded] = []
     for src, dst in group:
         try:
-            loaded.append((src, dst, read_image(src)))
+            image, profile = read_image_profile(src)
         except EdgegenError as exc:
             skipped(src, exc)
+            continue
+        loaded.append((src, dst, image, profile))
     return loaded
 
 
 def _run_group(
-    gen: Generator, loaded: Sequence[Loaded], skipped: Callable[[Path, EdgegenError], None]
+    gen: Generator,
+    loaded: Sequence[Loaded],
+    skipped: Callable[[Path, EdgegenError], None],
+    timeout: float | None,
 ) -> list[np.ndarray | None]:
     """The group in one call; when one image in it is bad, one by one to name it."""
-    try:
-        return list(gen.run_batch([image for _, _, image in loaded]))
-    except EdgegenError:
-        pass
-    outputs: list[np.ndarray | None] = []
-    for src, _, image in loaded:
+    if len(loaded) > 1:
         try:
-            outputs.append(gen(image))
+            images = [image for _, _, image, _ in loaded]
+            return list(interruptible(gen, functools.partial(gen.run_batch, images), timeout))
+        except ModelError:
+            raise
+        except EdgegenError:
+            pass
+    outputs: list[np.ndarray | None] = []
+    for src, _, image, _ in loaded:
+        try:
+            outputs.append(interruptible(gen, functools.partial(gen, image), timeout))
         except ModelError:
             raise
         except EdgegenError as exc:
             skipped(src, exc)
             outputs.append(None)
     return outputs
+
+
+_T = TypeVar("_T")
+
+
+def interruptible(gen: Generator, call: Callable[[], _T], timeout: float | None = None) -> _T:
+    """``call()`` (a call of ``gen``) in a worker thread, the main thread waiting: Ctrl-C and
+    ``timeout`` (seconds) then cancel the inference at once (:meth:`Generator.cancel`)."""
+    box: list[Any] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            box.append((True, call()))
+        except BaseException as exc:  # handed to the waiting thread, raised there
+            box.append((False, exc))
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=work, name="edgegen-infer", daemon=True)
+    worker.start()
+    try:
+        finished = done.wait(timeout)
+    except KeyboardInterrupt:
+        gen.cancel()
+        done.wait(CANCEL_WAIT)
+        raise
+    if not finished:
+        gen.cancel()
+        done.wait()
+        raise TimedOut(f"stopped after the timeout of {timeout:g} s")
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value  # type: ignore[no-any-return]
+
+
+CANCEL_WAIT = 2.0  # seconds a cancelled inference gets to return before Ctrl-C goes on

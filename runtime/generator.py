@@ -15,14 +15,18 @@ with IO binding each shape's reused buffers are used by one call at a time (a lo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import functools
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from .errors import EdgegenError, ModelError, SpecError
+from .files import check_file
 from .io_binding import Bindings, BoundRun
 from .manifest import check_manifest
 from .model_io import from_model, output_shape, pad_to_multiple, to_model
@@ -37,6 +41,29 @@ if TYPE_CHECKING:
     from .golden import VerifyReport
 
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+class Cancelled(EdgegenError):
+    """A call stopped by :meth:`Generator.cancel` (Ctrl-C, a timeout)."""
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _memory_guard(fn: _F) -> _F:
+    """Turn numpy's MemoryError (a large image padded, converted, tiled) into one line."""
+
+    @functools.wraps(fn)
+    def guarded(self: Generator, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except MemoryError as exc:
+            raise EdgegenError(
+                f"out of memory running {self.path} ({_first_line(exc)}); "
+                "use a smaller --tile or a smaller image"
+            ) from None
+
+    return guarded  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -99,6 +126,9 @@ class Generator:
     ) -> None:
         self.path = Path(path)
         self._check_file(verify_manifest)
+        self._local = threading.local()  # the RunOptions of this thread's call, when in one
+        self._active: set[Any] = set()  # the RunOptions of every call in flight
+        self._active_lock = threading.Lock()
         config = SessionConfig(
             threads=threads,
             io_binding=io_binding,
@@ -128,8 +158,7 @@ class Generator:
     def _check_file(self, verify_manifest: bool) -> None:
         if self.path.is_dir():
             raise EdgegenError(f"model {self.path} is a folder, not an ONNX file")
-        if not self.path.is_file():
-            raise EdgegenError(f"model {self.path}: no such file")
+        check_file(self.path, "model")  # a FIFO would block onnxruntime's read for ever
         if verify_manifest:
             check_manifest(self.path)
 
@@ -210,6 +239,9 @@ class Generator:
                 raise EdgegenError(f"{where}: its {kind} {arg.name!r} is {arg.type}, not float")
         self._input_name = inputs[0].name
         self._output_name = outputs[0].name
+        hw = [inputs[0].shape[a] for a in ((2, 3) if self.spec.layout == "NCHW" else (1, 2))]
+        # A model exported for one size (many third-party ONNX files are) takes no other.
+        self._fixed_hw = tuple(hw) if all(isinstance(d, int) and d > 0 for d in hw) else None
         self._input_dtype = _FLOAT_TYPES[inputs[0].type]
         self._output_dtype = _FLOAT_TYPES[outputs[0].type]
 
@@ -218,6 +250,7 @@ class Generator:
         """The providers the session actually runs on, in priority order."""
         return list(self._providers)
 
+    @_memory_guard
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run the model on a float batch in its own layout (NCHW for edgegen exports), values in
         the spec's range, sizes a multiple of the pad multiple; returns float32, unprocessed."""
@@ -230,11 +263,72 @@ class Generator:
                 f"infer takes a float batch of shape (N, {self.spec.in_channels}, H, W); "
                 f"got {x.shape} (H and W must be > 0)"
             )
+        if self._fixed_hw is not None:
+            axes = (2, 3) if self.spec.layout == "NCHW" else (1, 2)
+            got = tuple(x.shape[a] for a in axes)
+            if got != self._fixed_hw:
+                fh, fw = self._fixed_hw
+                raise EdgegenError(
+                    f"{self.path} takes only {fh}x{fw} inputs (its input shape is fixed), "
+                    f"got {got[0]}x{got[1]}"
+                )
         if self._bindings is not None:
             out = self._bindings.get(x.shape, self._output_shape(x.shape))(x)
         else:
-            out = self._session.run([self._output_name], {self._input_name: x})[0]
+            with self._call() as run_options:
+                try:
+                    out = self._session.run(
+                        [self._output_name], {self._input_name: x}, run_options
+                    )[0]
+                except Exception as exc:  # onnxruntime's error types: all mean this run failed
+                    raise self._run_error(exc, x.shape) from None
         return np.asarray(out, dtype=np.float32)
+
+    def cancel(self) -> int:
+        """Stop every call in flight (from another thread, a signal handler's helper, a
+        timeout): each raises :class:`Cancelled` within one layer of the network. Returns how
+        many calls were told. Calls through IO binding (the GPU default) run to their end."""
+        with self._active_lock:
+            for run_options in self._active:
+                run_options.terminate = True
+            return len(self._active)
+
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[Any]:
+        """The onnxruntime RunOptions of this thread's outermost call (an image's tiles share
+        one), registered so that :meth:`cancel` can reach it."""
+        current = getattr(self._local, "run_options", None)
+        if current is not None:
+            if current.terminate:  # cancelled between two tiles
+                raise Cancelled(f"{self.path}: cancelled")
+            yield current
+            return
+        import onnxruntime as ort
+
+        run_options = ort.RunOptions()
+        with self._active_lock:
+            self._active.add(run_options)
+        self._local.run_options = run_options
+        try:
+            yield run_options
+        finally:
+            self._local.run_options = None
+            with self._active_lock:
+                self._active.discard(run_options)
+
+    def _run_error(self, exc: Exception, shape: tuple[int, ...]) -> EdgegenError:
+        """onnxruntime's exception as one line: cancelled, out of memory, or what failed."""
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        first = first.replace("[ONNXRuntimeError] : ", "")
+        if "terminate flag" in text:
+            return Cancelled(f"{self.path}: cancelled")
+        if "allocate" in text.lower() or "bad_alloc" in text:
+            return EdgegenError(
+                f"out of memory running {self.path} on a {'x'.join(map(str, shape))} input: "
+                f"{first}; use a smaller --tile"
+            )
+        return EdgegenError(f"{self.path} failed on a {'x'.join(map(str, shape))} input: {first}")
 
     def bound(self, shape: Sequence[int]) -> BoundRun:
         """The reusable device buffers for a batch of ``shape`` (the model's own layout), made
@@ -269,6 +363,7 @@ class Generator:
 
     # -- images --------------------------------------------------------------------------------
 
+    @_memory_guard
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Run one image: uint8/uint16 (full range) or float32/float64 in [0, 1]; HW (gray), HWC
         with 1, 3 or 4 (RGBA: alpha carried through) channels. Returns the same dtype and layout
@@ -292,6 +387,7 @@ class Generator:
             out = self._run_hwc(prep.color)
         return self._finish(out, prep)
 
+    @_memory_guard
     def run_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run several images; same-size, same-kind small images go through as one batch."""
         images = list(images)
@@ -306,13 +402,22 @@ class Generator:
         outs = from_model(self.spec, self._run_padded(batch))
         return [self._finish(o, p) for o, p in zip(outs, preps, strict=True)]
 
-    def verify(self, golden: str | Path | None = None) -> VerifyReport:
+    def verify(
+        self, golden: str | Path | None = None, *, require_manifest: bool = True
+    ) -> VerifyReport:
         """Compare this model on this provider with its golden samples (``model.<p>.golden.npz``
-        beside it); the report is truthy when every tolerance is met."""
-        from .golden import golden_path, load_golden, verify_golden
+        beside it), after checking their sha256 against the model's manifest; the report is
+        truthy when every tolerance is met. ``require_manifest=False`` verifies a model that
+        has no manifest, and the report notes that its samples were not vouched for."""
+        from .golden import trusted_golden, verify_golden
 
-        path = Path(golden) if golden else golden_path(self.path)
-        return verify_golden(load_golden(path), self.infer, self.spec, self.path, self.providers)
+        samples, note = trusted_golden(
+            self.path, Path(golden) if golden else None, require_manifest
+        )
+        report = verify_golden(samples, self.infer, self.spec, self.path, self.providers)
+        if note is not None:
+            report.notes.append(note)
+        return report
 
     # -- helpers (no state is written on self: calls may run concurrently) ---------------------
 
@@ -379,6 +484,9 @@ class Generator:
             raise ModelError(
                 f"{self.path}: output shape {y.shape} does not match the spec ({expected})"
             )
+        if not np.isfinite(y).all():  # written as pixels, NaN would be black: never silent
+            bad = int(np.size(y) - np.count_nonzero(np.isfinite(y)))
+            raise EdgegenError(f"{self.path} output {bad} NaN or inf value(s); nothing written")
         s = self.spec.scale
         return y[:, :, : h * s, : w * s]
 
@@ -411,6 +519,11 @@ class Generator:
 # unclipped noise), so only values a whole range away are refused. Far larger finite values
 # (1e37, say) overflow the convolutions to inf and NaN, and would come back as garbage.
 FLOAT_LIMITS = (-1.0, 2.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _to_unit(arr: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from .errors import EdgegenError
+from .files import check_file, sha256_file
+from .manifest import manifest_path, read_manifest
 from .metrics import Verdict, error_stats, limit_failures
 from .model_io import from_model
 from .spec import ModelSpec
@@ -91,8 +94,9 @@ def write_golden(
 
 def load_golden(path: Path) -> Golden:
     """Read golden samples; a missing or malformed file is "unverifiable" (exit 2)."""
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise EdgegenError(f"unverifiable: no golden samples {path.name} beside the model")
+    check_file(path, "golden samples")
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(bytes(data["meta"]).decode("utf-8"))
@@ -111,6 +115,67 @@ def load_golden(path: Path) -> Golden:
         raise EdgegenError(f"unverifiable: golden samples {path} have a malformed tolerance")
     precision = str(meta.get("precision", "?"))
     return Golden(inputs, outputs, sizes[: len(inputs)], precision, tolerance, path)
+
+
+def trusted_golden(
+    model: Path, golden: Path | None = None, require_manifest: bool = True
+) -> tuple[Golden, str | None]:
+    """The golden samples of ``model``, vouched for by its manifest: their sha256 must be the
+    one export recorded (a copy of another precision's samples, or edited outputs and
+    tolerances, would otherwise pass). Without a manifest they are refused unless
+    ``require_manifest`` is False; the returned note then says they were not vouched for."""
+    path = golden if golden is not None else golden_path(model)
+    manifest = manifest_path(model)
+    if not manifest.is_file():
+        if require_manifest:
+            raise EdgegenError(
+                f"unverifiable: {model} has no manifest ({manifest.name}) to vouch for its "
+                "golden samples; verify against them anyway with --no-manifest "
+                "(Generator.verify(require_manifest=False))"
+            )
+        note = f"no manifest: the golden samples {path.name} are not vouched for (--no-manifest)"
+        return load_golden(path), note
+    entry = read_manifest(manifest).get("golden")
+    expected = entry.get("sha256") if isinstance(entry, dict) else None
+    if not isinstance(expected, str):
+        raise EdgegenError(
+            f"unverifiable: manifest {manifest} records no sha256 for the golden samples"
+        )
+    if not path.is_file():
+        raise EdgegenError(f"unverifiable: no golden samples {path.name} beside the model")
+    check_file(path, "golden samples")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise EdgegenError(
+            f"golden samples {path}: sha256 {actual[:12]}... does not match the manifest "
+            f"{manifest} ({expected[:12]}...): they changed after export; restore them or "
+            "re-export"
+        )
+    return load_golden(path), None
+
+
+# A limit past these can never fail (a max error over 255 LSB, a PSNR floor under 0 dB): a
+# tolerance that says so was edited, not exported, and is refused rather than passed.
+TOLERANCE_BOUNDS = {
+    "max_lsb": (0.0, 255.0),
+    "max_pct_over_1lsb": (0.0, 100.0),
+    "min_psnr_vs_torch": (0.0, 200.0),
+    "max_gt_psnr_drop": (-100.0, 100.0),
+}
+
+
+def check_tolerance(tolerance: dict[str, Any], where: str) -> None:
+    """Refuse limits that are not finite numbers inside :data:`TOLERANCE_BOUNDS`."""
+    for key, value in tolerance.items():
+        if value is None:
+            continue
+        low, high = TOLERANCE_BOUNDS.get(key, (-math.inf, math.inf))
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or not low <= value <= high:
+            raise EdgegenError(
+                f"unverifiable: {where} has a tolerance {key} = {value!r} that can never fail "
+                f"or is not a number (expected {low:g}..{high:g})"
+            )
 
 
 @dataclass
@@ -171,6 +236,7 @@ def check_golden(
 ) -> VerifyReport:
     """Compare a model's ``outputs`` on the golden inputs with the stored torch outputs."""
     tolerance = {k: golden.tolerance.get(k) for k in TORCH_RELATIVE}
+    check_tolerance(dict(golden.tolerance), f"{golden.path or golden_path(model)}")
     if all(v is None for v in tolerance.values()):
         raise EdgegenError(
             f"{golden.path or golden_path(model)}: unverifiable, its golden samples carry no "

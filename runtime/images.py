@@ -1,9 +1,12 @@
 """Image files through Pillow (imported lazily), and a numpy-only resize for alpha channels.
 
-:func:`read_image` returns uint8 HWC (or HW for gray) arrays, uint16 for 16-bit gray PNGs; EXIF
-orientation is applied, palette/CMYK/other modes are converted, and every failure (missing,
-truncated, not an image, animated, over Pillow's pixel limit) is one :class:`EdgegenError` naming
-the file.
+:func:`read_image` returns uint8 HWC (or HW for gray) arrays, uint16 for 16-bit gray PNGs and
+float32 for 32-bit float (mode F) TIFFs, values as the file holds them; EXIF orientation is
+applied, palette/CMYK/other modes are converted, and every failure (missing, a FIFO or device,
+permission denied, truncated, not an image, animated, over Pillow's pixel limit) is one
+:class:`EdgegenError` naming the file. :func:`read_image_profile` also returns the file's ICC
+colour profile, which :func:`write_image` embeds in the output: a model works on the values as
+they are encoded, so its output is in the input's colour space, and the profile says which.
 :func:`write_image` writes atomically (temporary name beside the target, then renamed).
 """
 
@@ -19,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import EdgegenError
-from .files import atomic_write
+from .files import atomic_write, check_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _FORMATS = {
@@ -34,9 +37,31 @@ _FORMATS = {
 
 
 def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
-    """Read an image file as uint8 (or uint16) HW / HWC; ``max_pixels`` overrides Pillow's limit."""
+    """Read an image file as uint8 (uint16, float32) HW / HWC; ``max_pixels`` overrides
+    Pillow's limit."""
+    return read_image_profile(path, max_pixels)[0]
+
+
+def read_image_profile(
+    path: str | Path, max_pixels: int | None = None
+) -> tuple[np.ndarray, bytes | None]:
+    """:func:`read_image` and the file's ICC profile (None without one, or when the pixels were
+    converted to another colour space than the profile's, e.g. CMYK to RGB)."""
     with open_still(path, max_pixels) as image:
-        return _to_array(image)
+        array = _to_array(image)
+        profile = image.info.get("icc_profile")
+    if not isinstance(profile, bytes) or _profile_space(profile) != _array_space(array):
+        profile = None
+    return array, profile
+
+
+def _profile_space(profile: bytes) -> str:
+    """An ICC profile's colour space signature (bytes 16..20 of its header): 'RGB ', 'GRAY'..."""
+    return profile[16:20].decode("latin-1") if len(profile) >= 20 else ""
+
+
+def _array_space(array: np.ndarray) -> str:
+    return "RGB " if array.ndim == 3 and array.shape[2] in (3, 4) else "GRAY"
 
 
 @contextlib.contextmanager
@@ -51,6 +76,7 @@ def open_still(path: str | Path, max_pixels: int | None = None) -> Iterator[Any]
 
     path = Path(path)
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    check_file(path, "image")  # before opening: a FIFO would block, a device never ends
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -67,6 +93,8 @@ def open_still(path: str | Path, max_pixels: int | None = None) -> Iterator[Any]
                         )
                     opened.load()
                     upright = ImageOps.exif_transpose(opened)
+                    if "icc_profile" in opened.info:  # kept whatever the transpose copies
+                        upright.info["icc_profile"] = opened.info["icc_profile"]
             finally:
                 Image.MAX_IMAGE_PIXELS = old
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -77,6 +105,8 @@ def open_still(path: str | Path, max_pixels: int | None = None) -> Iterator[Any]
         raise EdgegenError(f"image {path}: no such file") from None
     except IsADirectoryError:
         raise EdgegenError(f"image {path} is a folder") from None
+    except PermissionError:
+        raise EdgegenError(f"image {path}: permission denied") from None
     except UnidentifiedImageError:
         raise EdgegenError(f"image {path}: not an image file Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -87,6 +117,9 @@ def open_still(path: str | Path, max_pixels: int | None = None) -> Iterator[Any]
 
 def _to_array(im: Any) -> np.ndarray:
     mode = im.mode
+    if mode == "F":  # 32-bit float (TIFF): the values as stored, [0, 1] for an image
+        floats: np.ndarray = np.ascontiguousarray(np.asarray(im, dtype=np.float32))
+        return floats
     if mode in ("I;16", "I;16B", "I;16L", "I"):
         arr: np.ndarray = np.clip(np.asarray(im), 0, 65535).astype(np.uint16)
         return arr
@@ -97,13 +130,16 @@ def _to_array(im: Any) -> np.ndarray:
     elif mode in ("LA", "PA", "RGBa", "La"):
         im = im.convert("RGBA")
     elif mode not in ("L", "RGB", "RGBA"):
-        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, F ...
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX ...
     out: np.ndarray = np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
     return out
 
 
-def write_image(path: str | Path, array: np.ndarray) -> None:
-    """Write a uint8/uint16 HW or HWC (1, 3, 4 channels) array; the format follows the suffix."""
+def write_image(path: str | Path, array: np.ndarray, icc_profile: bytes | None = None) -> None:
+    """Write a uint8/uint16/float HW or HWC (1, 3, 4 channels) array; the format follows the
+    suffix. Floats are in [0, 1]: gray ones are written as 16-bit (PNG, TIFF), colour ones as
+    8-bit (Pillow writes no 16-bit colour). ``icc_profile`` is embedded where the format holds
+    one (PNG, JPEG, WebP, TIFF)."""
     from PIL import Image
 
     path = Path(path)
@@ -115,6 +151,14 @@ def write_image(path: str | Path, array: np.ndarray) -> None:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
         raise EdgegenError(f"{path}: cannot write an image of shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise EdgegenError(f"{path}: the image holds NaN or inf values; nothing written")
+        unit = np.clip(arr, 0.0, 1.0)
+        if arr.ndim == 2 and fmt in ("PNG", "TIFF"):
+            arr = np.rint(unit * 65535.0).astype(np.uint16)
+        else:
+            arr = np.rint(unit * 255.0).astype(np.uint8)
     if arr.dtype == np.uint16:
         if arr.ndim == 2 and fmt in ("PNG", "TIFF"):
             im = Image.fromarray(arr.astype(np.uint16))  # mode I;16
@@ -124,12 +168,15 @@ def write_image(path: str | Path, array: np.ndarray) -> None:
     elif arr.dtype == np.uint8:
         im = Image.fromarray(arr)
     else:
-        raise EdgegenError(f"{path}: write_image takes uint8 or uint16 arrays, got {arr.dtype}")
+        raise EdgegenError(
+            f"{path}: write_image takes uint8, uint16 or float arrays, got {arr.dtype}"
+        )
     if fmt == "JPEG" and im.mode == "RGBA":
         im = im.convert("RGB")
 
     def write(tmp: Path) -> None:
-        im.save(tmp, format=fmt)  # the temporary name's suffix is .tmp: give the format
+        extra = {"icc_profile": icc_profile} if icc_profile and fmt != "BMP" else {}
+        im.save(tmp, format=fmt, **extra)  # the temporary's suffix is .tmp: give the format
 
     atomic_write(path, write)
 

@@ -37,7 +37,14 @@ from .providers import (
     provider_name,
     resolve_providers,
 )
-from .session_config import GPU, SessionConfig, applied, refuse_inapplicable, with_options
+from .session_config import (
+    GPU,
+    SessionConfig,
+    applied,
+    cap_threads,
+    refuse_inapplicable,
+    with_options,
+)
 
 log = logging.getLogger("edgegen.runtime")
 
@@ -135,8 +142,11 @@ def create_session(
     config = config or SessionConfig()
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    if config.threads is not None:
-        options.intra_op_num_threads = config.threads
+    threads, capped = cap_threads(config.threads)
+    if capped is not None:
+        log.warning(capped)
+    if threads is not None:
+        options.intra_op_num_threads = threads
     if not config.spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.enable_cpu_mem_arena = config.cpu_mem_arena

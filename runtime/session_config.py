@@ -10,6 +10,7 @@ depend on the provider (and, on CUDA, on the model's precision) are filled in he
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -65,6 +66,8 @@ class SessionConfig:
     def validate(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise EdgegenError(f"threads must be >= 1, got {self.threads}")
+        if self.threads is not None and self.threads > MAX_THREADS:
+            raise EdgegenError(f"threads must be <= {MAX_THREADS}, got {self.threads}")
         search = self.cudnn_conv_algo_search
         if search is not None and search.upper() not in CUDNN_SEARCH:
             raise EdgegenError(
@@ -211,3 +214,24 @@ def with_options(requested: Sequence[ProviderSpec], config: SessionConfig) -> li
         merged = {**ours, **given}
         out.append((name, merged) if merged else name)
     return out
+
+
+# More intra-op threads than cores only adds contention (10000 of them took minutes to start
+# for one small image); beyond this count a request is a mistake, not a choice.
+MAX_THREADS = 1024
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def cap_threads(threads: int | None) -> tuple[int | None, str | None]:
+    """``threads`` capped at :func:`usable_cores`, and a note saying so when it was."""
+    cores = usable_cores()
+    if threads is None or threads <= cores:
+        return threads, None
+    return cores, f"threads {threads} capped at {cores}, the cores this process may use"

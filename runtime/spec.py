@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,13 @@ TASKS = ("denoise", "sr", "jpeg")
 COLOR_ORDERS = ("RGB", "BGR", "GRAY")
 LAYOUTS = ("NCHW", "NHWC")
 PRECISIONS = ("fp32", "fp16", "int8", "mixed")
+# Bounds on what a spec may say, checked when it is read: beyond them a model file (edited,
+# corrupt or hostile) would make the runtime pad an image to 100000 pixels, or compute in a
+# range where float32 has no resolution. Real networks sit far inside (window attention pads
+# to 8..64; ranges are [0, 1], [-1, 1] or [0, 255]).
+MAX_PAD_MULTIPLE = 1024
+MAX_RECEPTIVE_FIELD = 1 << 16
+MAX_VALUE = 65535.0
 
 
 @dataclass
@@ -83,12 +91,25 @@ class ModelSpec:
         if (self.color_order == "GRAY") != (self.in_channels == 1):
             raise SpecError("spec field 'color_order' must be 'GRAY' exactly when in_channels is 1")
         lo, hi = self.value_range
+        if not (math.isfinite(lo) and math.isfinite(hi)) or max(abs(lo), abs(hi)) > MAX_VALUE:
+            raise SpecError(
+                f"spec field 'value_range' must be finite, within +-{MAX_VALUE:g}; got {lo}, {hi}"
+            )
         if not lo < hi:
             raise SpecError(
                 f"spec field 'value_range' must be (low, high) with low < high, got {lo}, {hi}"
             )
-        if self.pad_multiple < 1:
-            raise SpecError(f"spec field 'pad_multiple' must be >= 1, got {self.pad_multiple}")
+        if not 1 <= self.pad_multiple <= MAX_PAD_MULTIPLE:
+            raise SpecError(
+                f"spec field 'pad_multiple' must be in 1..{MAX_PAD_MULTIPLE}, "
+                f"got {self.pad_multiple}"
+            )
+        rf = self.receptive_field
+        if rf is not None and not 1 <= rf <= MAX_RECEPTIVE_FIELD:
+            raise SpecError(
+                f"spec field 'receptive_field' must be in 1..{MAX_RECEPTIVE_FIELD} or null, "
+                f"got {rf}"
+            )
         if self.version > SPEC_VERSION:
             raise SpecError(
                 f"spec version {self.version} is newer than this edgegen reads ({SPEC_VERSION})"

@@ -82,7 +82,7 @@ def shipped_models(root: Path | None = None) -> list[ShippedModel]:
                 model = ShippedModel(
                     name=folder.name,
                     precision=precision,
-                    path=folder / str(manifest["file"]),
+                    path=_inside(folder, str(manifest["file"]), manifest_file),
                     task=str(spec["task"]),
                     scale=int(spec.get("scale", 1)),
                     size_bytes=int(manifest["size_bytes"]),
@@ -99,6 +99,16 @@ def shipped_models(root: Path | None = None) -> list[ShippedModel]:
                 raise EdgegenError(f"manifest {manifest_file} is malformed: {exc!r}") from None
             found.append(model)
     return found
+
+
+def _inside(folder: Path, name: str, manifest: Path) -> Path:
+    """``folder/name``, refused unless it is a file of ``folder`` itself: a manifest (edited,
+    or of a broken install) must not send ``--model NAME`` to a file elsewhere."""
+    path = folder / name
+    plain = name not in ("", ".", "..") and Path(name).name == name and "\\" not in name
+    if not plain or not path.resolve().is_relative_to(folder.resolve()):
+        raise EdgegenError(f"manifest {manifest} names a file outside its folder ({name!r})")
+    return path
 
 
 def resolve(name: str, root: Path | None = None) -> Path:

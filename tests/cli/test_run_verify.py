@@ -32,13 +32,15 @@ def test_verify_exit_codes(models, tmp_path):
         assert "PASS" in proc.stdout and "max LSB" in proc.stdout
     bad = tmp_path / "model.fp32.onnx"
     tamper(models / "model.fp32.onnx", bad)
-    proc = run_edgegen("verify", str(bad))
+    assert_one_line_error(run_edgegen("verify", str(bad)), "unverifiable", "--no-manifest")
+    proc = run_edgegen("verify", str(bad), "--no-manifest")  # no manifest to catch the weights
     assert proc.returncode == 1, proc.stderr
     assert "FAIL" in proc.stdout and "Traceback" not in proc.stderr
+    assert "not vouched for" in proc.stdout
     lone = tmp_path / "lone" / "model.fp32.onnx"
     lone.parent.mkdir()
     shutil.copy(models / "model.fp32.onnx", lone)
-    assert_one_line_error(run_edgegen("verify", str(lone)), "unverifiable")
+    assert_one_line_error(run_edgegen("verify", str(lone), "--no-manifest"), "unverifiable")
 
 
 def test_run_end_to_end_with_a_truncated_input(models, tmp_path):
