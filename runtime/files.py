@@ -198,7 +198,7 @@ def read_json_object(path: Path, what: str = "") -> dict[str, Any]:
     :class:`EdgegenError` naming ``what`` (e.g. "manifest ") and the file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         text = str(exc).strip()
         reason = text.splitlines()[0] if text else type(exc).__name__
         raise EdgegenError(f"{what}{path} is unreadable: {reason}") from None

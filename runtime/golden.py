@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,11 +104,21 @@ def load_golden(path: Path) -> Golden:
             count = sum(1 for k in data.files if k.startswith("input_"))
             inputs = [np.asarray(data[f"input_{k}"], dtype=np.float32) for k in range(count)]
             outputs = [np.asarray(data[f"output_{k}"], dtype=np.float32) for k in range(count)]
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-        raise EdgegenError(f"unverifiable: golden samples {path} are unreadable: {exc}") from None
+    except (
+        OSError, EOFError, KeyError, ValueError, TypeError, RecursionError,
+        zipfile.BadZipFile, zlib.error, UnicodeDecodeError,
+    ) as exc:  # fmt: skip
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgegenError(
+            f"unverifiable: golden samples {path} are unreadable: {reason}"
+        ) from None
+    if not isinstance(meta, dict):
+        raise EdgegenError(f"unverifiable: golden samples {path} have a malformed meta record")
     if not inputs:
         raise EdgegenError(f"unverifiable: golden samples {path} hold no samples")
     samples = meta.get("samples") or []
+    if not isinstance(samples, list):
+        raise EdgegenError(f"unverifiable: golden samples {path} have a malformed sample list")
     sizes = [str(s.get("size", "?")) if isinstance(s, dict) else "?" for s in samples]
     sizes += ["?"] * (len(inputs) - len(sizes))
     tolerance = meta.get("tolerance") or {}

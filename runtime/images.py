@@ -79,6 +79,7 @@ def open_still(path: str | Path, max_pixels: int | None = None) -> Iterator[Any]
     check_file(path, "image")  # before opening: a FIFO would block, a device never ends
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on odd files ("Invalid APNG")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             old = Image.MAX_IMAGE_PIXELS
             try:

@@ -134,6 +134,8 @@ class ModelSpec:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError(f"spec is not valid JSON: {exc}") from None
+        except (RecursionError, UnicodeDecodeError) as exc:  # nested past Python's stack
+            raise SpecError(f"spec is not valid JSON: {type(exc).__name__}") from None
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> ModelSpec:
