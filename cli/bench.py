@@ -64,7 +64,7 @@ def bench(
     from edgegen.evaluation.samples import parse_sizes
     from edgegen.runners import onnx_runner
     from edgegen.runtime.files import atomic_write_text
-    from edgegen.runtime.session_config import cap_threads
+    from edgegen.runtime.limits import cap_threads
 
     if rounds < 1:
         raise EdgegenError(f"--rounds must be >= 1, got {rounds}")

@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> None:
         rc = cli.main(args=argv, prog_name="edgegen", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
-        click.echo("edgegen: aborted", err=True)
+    except click.Abort:  # click's name for Ctrl-C (KeyboardInterrupt) inside a command
+        click.echo("edgegen: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         click.echo(f"edgegen: error: {exc.format_message()}", err=True)

@@ -107,7 +107,7 @@ def run(
     """
     from edgegen.runtime import batch as files
     from edgegen.runtime.generator import Generator
-    from edgegen.runtime.session_config import cap_threads
+    from edgegen.runtime.limits import cap_threads
 
     model, inputs = pick_model(args, model_name)
     files.check_outdir(outdir, inputs)

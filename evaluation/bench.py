@@ -20,6 +20,7 @@ import numpy as np
 
 from edgegen.runners import Runner
 from edgegen.runtime.errors import EdgegenError
+from edgegen.runtime.limits import check_memory
 from edgegen.runtime.session import create_session
 from edgegen.runtime.session_config import SessionConfig
 from edgegen.runtime.spec import ModelSpec
@@ -159,7 +160,11 @@ def _bench_shape(
     calls: dict[str, Call] = {}
     by_key: dict[str, Runner] = {}
     for runner in runners:
-        x = np.random.default_rng(0).random((n, runner.spec.in_channels, h, w), np.float32)
+        spec = runner.spec
+        # input and output, before any activation: a size past this can never run here
+        values = n * h * w * (spec.in_channels + spec.out_channels * spec.scale**2)
+        check_memory(4 * values, f"a {n}x{spec.in_channels}x{h}x{w} batch")
+        x = np.random.default_rng(0).random((n, spec.in_channels, h, w), np.float32)
         key = _key(runner)
         calls[key] = _bind(runner.infer, x)
         by_key[key] = runner

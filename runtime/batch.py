@@ -145,7 +145,7 @@ def run_files(
             raise named
         if warn is not None:
             warn(f"skipped: {named}")
-        failures.append(f"{src}: {exc}")
+        failures.append(str(named))
 
     for group in progress(chunks(pairs, batch)):
         loaded = _read_group(group, skipped)

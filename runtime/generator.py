@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -178,7 +179,10 @@ class Generator:
         second one when the spec says fp32."""
         opened = open_session(self.path, device, config, spec.precision if spec else None)
         if spec is None:
-            meta = opened.session.get_modelmeta().custom_metadata_map
+            try:
+                meta = opened.session.get_modelmeta().custom_metadata_map
+            except (UnicodeDecodeError, RuntimeError) as exc:  # bytes that are not UTF-8
+                raise EdgegenError(f"{self.path}: its metadata is unreadable: {exc}") from None
             spec = self._parse_spec(meta.get(METADATA_KEY))
             if opened.providers[0] == CUDA and config.for_precision(spec.precision) != config:
                 opened = open_session(self.path, opened.providers, config, spec.precision)
@@ -319,14 +323,15 @@ class Generator:
     def _run_error(self, exc: Exception, shape: tuple[int, ...]) -> EdgegenError:
         """onnxruntime's exception as one line: cancelled, out of memory, or what failed."""
         text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
-        first = first.replace("[ONNXRuntimeError] : ", "")
+        first = _onnxruntime_reason(text.splitlines()[0] if text else type(exc).__name__)
         if "terminate flag" in text:
             return Cancelled(f"{self.path}: cancelled")
         if "allocate" in text.lower() or "bad_alloc" in text:
+            size = re.search(r"buffer of size (\d+)", text)
+            need = f": a buffer of {int(size.group(1)) / 2**30:.1f} GiB failed" if size else ""
             return EdgegenError(
-                f"out of memory running {self.path} on a {'x'.join(map(str, shape))} input: "
-                f"{first}; use a smaller --tile"
+                f"out of memory running {self.path} on a {'x'.join(map(str, shape))} "
+                f"input{need}; use a smaller --tile"
             )
         return EdgegenError(f"{self.path} failed on a {'x'.join(map(str, shape))} input: {first}")
 
@@ -519,6 +524,18 @@ class Generator:
 # unclipped noise), so only values a whole range away are refused. Far larger finite values
 # (1e37, say) overflow the convolutions to inf and NaN, and would come back as garbage.
 FLOAT_LIMITS = (-1.0, 2.0)
+
+
+def _onnxruntime_reason(line: str) -> str:
+    """onnxruntime's run-time error without its status code and C++ source location:
+    "its Reshape node 'r' failed: The input tensor cannot be reshaped ..."."""
+    line = re.sub(r"^\[ONNXRuntimeError\] : \d+ : [A-Z_]+ : ", "", line)
+    node = re.match(r".*?running (\w+) node\. Name:'([^']*)' Status Message: (.*)", line)
+    if node is None:
+        return line
+    op, name, message = node.groups()
+    message = message.split(" was false. ", 1)[-1]  # after the failed C++ check, the reason
+    return f"its {op} node {name!r} failed: {message}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -27,6 +27,7 @@ from .gpu_libraries import (
     preload_gpu_libraries,
     provider_library_error,
 )
+from .limits import cap_threads
 from .providers import (
     AUTO_ORDER,
     CPU,
@@ -41,7 +42,6 @@ from .session_config import (
     GPU,
     SessionConfig,
     applied,
-    cap_threads,
     refuse_inapplicable,
     with_options,
 )
@@ -141,7 +141,9 @@ def create_session(
 
     config = config or SessionConfig()
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    # Fatal only: every error reaches the caller as an exception, which edgegen reports in
+    # one line; onnxruntime's own log would print it a second time, in colour, on stderr.
+    options.log_severity_level = 4
     threads, capped = cap_threads(config.threads)
     if capped is not None:
         log.warning(capped)

@@ -10,11 +10,11 @@ depend on the provider (and, on CUDA, on the model's precision) are filled in he
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .errors import EdgegenError
+from .limits import MAX_THREADS
 from .providers import CPU, CUDA, TENSORRT, ProviderSpec, provider_name
 
 log = logging.getLogger("edgegen.runtime")
@@ -214,24 +214,3 @@ def with_options(requested: Sequence[ProviderSpec], config: SessionConfig) -> li
         merged = {**ours, **given}
         out.append((name, merged) if merged else name)
     return out
-
-
-# More intra-op threads than cores only adds contention (10000 of them took minutes to start
-# for one small image); beyond this count a request is a mistake, not a choice.
-MAX_THREADS = 1024
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, else the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
-def cap_threads(threads: int | None) -> tuple[int | None, str | None]:
-    """``threads`` capped at :func:`usable_cores`, and a note saying so when it was."""
-    cores = usable_cores()
-    if threads is None or threads <= cores:
-        return threads, None
-    return cores, f"threads {threads} capped at {cores}, the cores this process may use"

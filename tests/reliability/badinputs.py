@@ -54,6 +54,7 @@ class Env:
 
 
 Builder = Callable[[Env], list[str]]
+TINY_TRAIN = ("--arch", "tiny", "--steps", "1", "--patch", "32", "--batch", "2", "--workers", "0")
 Check = Callable[[Env, Any], None]
 
 
@@ -478,6 +479,303 @@ def _accepts_tampered(path: Path) -> None:
     assert out.shape == (24, 32, 3) and out.dtype == np.uint8
 
 
+# -- round two: forged verification, files that are not edgegen's, devices, limits ----------------
+
+
+def golden_of(model: Path) -> Path:
+    return model.with_suffix(".golden.npz")
+
+
+def forged_golden(env: Env) -> Path:
+    """The fp32 model's golden file replaced by another precision's (any passing samples)."""
+    model = model_copy(env)
+    other = env.tmp / "other.golden.npz"
+    golden = dict(np.load(golden_of(model)))
+    golden["output_0"] = golden["output_0"] + np.float32(0.25)  # what a forger would swap in
+    np.savez(other, **golden)
+    golden_of(model).write_bytes(other.read_bytes())
+    other.unlink()
+    return model
+
+
+def zeroed_golden(tolerance: float, keep_manifest: bool) -> Callable[[Env], Path]:
+    """Torch outputs zeroed and max_lsb set to ``tolerance``: a golden file made to pass."""
+    import json
+
+    def make(env: Env) -> Path:
+        model = model_copy(env)
+        golden = dict(np.load(golden_of(model)))
+        meta = json.loads(golden["meta"].tobytes())
+        meta["tolerance"] = {"max_lsb": tolerance}
+        golden["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        for key in [k for k in golden if k.startswith("output_")]:
+            golden[key] = np.zeros_like(golden[key])
+        with open(golden_of(model), "wb") as fh:
+            np.savez(fh, **golden)
+        if not keep_manifest:
+            model.with_name("model.fp32.manifest.json").unlink()
+        return model
+
+    return make
+
+
+def without_manifest(env: Env) -> Path:
+    model = model_copy(env)
+    model.with_name("model.fp32.manifest.json").unlink()
+    return model
+
+
+def manifest_without_golden(env: Env) -> Path:
+    import json
+
+    model = model_copy(env)
+    path = model.with_name("model.fp32.manifest.json")
+    data = json.loads(path.read_text())
+    del data["golden"]
+    path.write_text(json.dumps(data))
+    return model
+
+
+def says_not_vouched(env: Env, result: Any) -> None:
+    assert "PASS" in result.stdout and "not vouched for" in result.stdout, result.stdout
+
+
+def user_temp_in_out(env: Env) -> list[str]:
+    """A user's own hidden temporary in --out: export must leave it alone."""
+    out = env.path("out")
+    out.mkdir()
+    (out / ".notes.tmp").write_text("the user's notes\n")
+    (out / ".draft.k1ll3d00.tmp").write_text("the user's draft\n")
+    return export_args("--precision", "fp32")(env)
+
+
+def locked(folder: str, argv: list[str], env: Env) -> list[str]:
+    """Hold the folder's lock as another edgegen process would (flock; see folder_lock)."""
+    import fcntl
+
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    env.extra["lock_fd"] = fd
+    return argv
+
+
+def release_lock(env: Env, _result: Any) -> None:
+    os.close(env.extra.pop("lock_fd"))
+
+
+def device_node(env: Env, name: str) -> Path:
+    """A character device like /dev/null (as root: mknod 1,3), else a FIFO with a reader: a
+    target that is not a regular file, which a rename would replace."""
+    import stat
+    import threading
+
+    path = env.path(name)
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        env.extra["kind"] = "device"
+    except PermissionError:
+        os.mkfifo(path)
+        env.extra["kind"] = "fifo"
+        received: list[bytes] = []
+        env.extra["received"] = received
+
+        def drain() -> None:
+            with open(path, "rb") as fh:
+                received.append(fh.read())
+
+        thread = threading.Thread(target=drain, daemon=True)
+        thread.start()
+        env.extra["reader"] = thread
+    return path
+
+
+def fifo_with_reader(env: Env, name: str) -> Path:
+    import threading
+
+    path = env.path(name)
+    os.mkfifo(path)
+    received: list[bytes] = []
+    env.extra["received"] = received
+
+    def drain() -> None:
+        with open(path, "rb") as fh:
+            received.append(fh.read())
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    env.extra["reader"] = thread
+    return path
+
+
+def still_special(name: str, holds: str = "") -> Check:
+    """The target is still a device or FIFO (not replaced by a file); a FIFO's reader got the
+    report (its text holds ``holds``)."""
+
+    def check(env: Env, _result: Any) -> None:
+        import stat
+
+        mode = os.stat(env.path(name)).st_mode
+        assert stat.S_ISCHR(mode) or stat.S_ISFIFO(mode), oct(mode)
+        reader = env.extra.get("reader")
+        if reader is not None:
+            reader.join(30)
+            assert holds in b"".join(env.extra["received"]).decode(), env.extra["received"]
+
+    return check
+
+
+def fixed_size_model(env: Env) -> Path:
+    from onnx import helper
+
+    node = helper.make_node("Identity", ["input"], ["output"])
+    shape = [1, 3, 16, 16]
+    return graph_with_spec(env.path("fixed.onnx"), DENOISE.to_json(), shape, shape, [node])
+
+
+def reshape_model(env: Env) -> Path:
+    """A graph that reshapes to one fixed size: onnxruntime fails at run time on any other."""
+    from onnx import helper, numpy_helper
+
+    target = numpy_helper.from_array(np.array([1, 3, 16, 16], np.int64), "shape")
+    node = helper.make_node("Reshape", ["input", "shape"], ["output"])
+    shape = ["N", 3, "H", "W"]
+    return graph_with_spec(
+        env.path("reshape.onnx"), DENOISE.to_json(), shape, shape, [node], [target]
+    )
+
+
+def nan_model(env: Env) -> Path:
+    """output = (input * 0) / 0: NaN everywhere, as an overflowing fp16 network gives."""
+    from onnx import helper, numpy_helper
+
+    zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
+    nodes = [
+        helper.make_node("Mul", ["input", "zero"], ["z"]),
+        helper.make_node("Div", ["z", "zero"], ["output"]),
+    ]
+    shape = ["N", 3, "H", "W"]
+    return graph_with_spec(env.path("nan.onnx"), DENOISE.to_json(), shape, shape, nodes, [zero])
+
+
+def spec_with(**fields: Any) -> str:
+    import json
+
+    data = DENOISE.to_dict()
+    data.update(fields)
+    return json.dumps(data)
+
+
+def float_tiff(env: Env) -> Path:
+    ramp = np.linspace(0.0, 1.0, 24 * 32, dtype=np.float32).reshape(24, 32)
+    env.extra["ramp"] = ramp
+    Image.fromarray(ramp, mode="F").save(env.path("f.tif"))
+    return env.path("f.tif")
+
+
+def float_kept(env: Env, _result: Any) -> None:
+    with Image.open(Path(env.out()) / "f.png") as im:
+        got = np.asarray(im)
+    want = np.rint(env.extra["ramp"] * 65535).astype(np.uint16)
+    assert got.dtype == np.uint16 and got.shape == (24, 32), (got.dtype, got.shape)
+    np.testing.assert_array_equal(got, want)
+
+
+def icc_photo(env: Env) -> Path:
+    """A photo with an embedded ICC profile (Pillow's built-in sRGB one, marked as ours)."""
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    env.extra["icc"] = profile
+    return save(env.path("wide.png"), photo_crop(), icc_profile=profile)
+
+
+def icc_carried(env: Env, _result: Any) -> None:
+    with Image.open(Path(env.out()) / "wide.png") as im:
+        assert im.info.get("icc_profile") == env.extra["icc"], "the ICC profile was lost"
+        np.testing.assert_array_equal(np.asarray(im), photo_crop())
+
+
+def shipped_root_escape(env: Env) -> Path:
+    """A shipped-model folder whose manifest points its file outside the folder."""
+    import json
+
+    root = env.path("zoo")
+    folder = root / "evil"
+    folder.mkdir(parents=True)
+    data = json.loads((env.models / "model.fp32.manifest.json").read_text())
+    data["file"] = "../../secret.onnx"
+    (folder / "model.fp32.manifest.json").write_text(json.dumps(data))
+    return root
+
+
+def _shipped(root: Path) -> Any:
+    from edgegen.runtime.zoo import shipped_models
+
+    return shipped_models(root)
+
+
+def dash_named(env: Env) -> list[str]:
+    image = save(env.path("-x.png"), photo_crop())
+    return ["run", str(env.identity), "-o", env.out(), "--no-progress", "--", image.name]
+
+
+def dash_written(env: Env, _result: Any) -> None:
+    assert (Path(env.out()) / "-x.png").is_file()
+
+
+def long_named(env: Env) -> list[str]:
+    name = "b" * 251 + ".png"  # 255 bytes: the longest name Linux allows
+    image = save(env.path(name), photo_crop())
+    env.extra["name"] = name
+    return ["run", str(env.identity), str(image), "-o", env.out(), "--no-progress"]
+
+
+def long_written(env: Env, _result: Any) -> None:
+    assert [p.name for p in Path(env.out()).iterdir()] == [env.extra["name"]]
+
+
+def symlink_loop(env: Env) -> Path:
+    path = env.path("loop.onnx")
+    os.symlink(path.name, path)
+    return path
+
+
+def broken_symlink(env: Env) -> Path:
+    path = env.path("gone.png")
+    os.symlink("nowhere.png", path)
+    return path
+
+
+def fifo(name: str) -> Callable[[Env], Path]:
+    def make(env: Env) -> Path:
+        path = env.path(name)
+        os.mkfifo(path)
+        return path
+
+    return make
+
+
+def glob_over_output(env: Env) -> list[str]:
+    """``run 'photos/**/*.png' -o photos/out`` rerun: the first run's output lies under the
+    glob, and must not be taken for an input."""
+    photos = photos_folder(env, 1)
+    out = photos / "out"
+    out.mkdir()
+    (out / "p0.png").write_bytes(_png_bytes(photo_crop(20, 28), "PNG"))  # the first run's
+    return ["run", str(env.identity), str(photos / "**" / "*.png"), "-o", str(out)]
+
+
+def glob_rerun_skipped(env: Env, result: Any) -> None:
+    assert "already exist" in result.stderr, result.stderr
+
+
+def threads_capped(env: Env, result: Any) -> None:
+    assert "capped at" in result.stderr, result.stderr
+    ran_ok(env, result)
+
+
 CASES: list[Case] = [
     # ---- images (edgegen run through an identity model) ----
     Case("image-truncated", "run", "a PNG cut in half", run_image(truncated), 2,
@@ -673,4 +971,100 @@ CASES: list[Case] = [
     Case("api-external-data-parent", "Generator", "external data at ../secret.bin",
          api=api(external_data_model("../secret.bin"), _gen),
          needles=("outside the model's folder",)),
+    # ---- round two: verification that cannot be forged ----
+    Case("verify-golden-replaced", "verify", "the golden file swapped for other samples",
+         cmd_model("verify", forged_golden), 2,
+         ("golden samples", "model.fp32.golden.npz", "does not match the manifest")),
+    Case("verify-golden-zeroed", "verify", "torch outputs zeroed, max_lsb 1e9, manifest kept",
+         cmd_model("verify", zeroed_golden(1e9, keep_manifest=True)), 2,
+         ("does not match the manifest",)),
+    Case("verify-no-manifest", "verify", "a model and golden file without a manifest",
+         cmd_model("verify", without_manifest), 2, ("has no manifest", "--no-manifest")),
+    Case("verify-no-manifest-opt-out", "verify", "accepted with --no-manifest, and said so",
+         cmd_model("verify", without_manifest, "--no-manifest"), 0, check=says_not_vouched),
+    Case("verify-tolerance-never-fails", "verify", "--no-manifest, zeroed outputs, max_lsb 1e9",
+         cmd_model("verify", zeroed_golden(1e9, keep_manifest=False), "--no-manifest"), 2,
+         ("max_lsb = 1000000000.0 that can never fail",)),
+    Case("verify-tolerance-nan", "verify", "--no-manifest, a NaN max_lsb",
+         cmd_model("verify", zeroed_golden(float("nan"), keep_manifest=False), "--no-manifest"),
+         2, ("max_lsb = nan",)),
+    Case("verify-manifest-without-golden", "verify", "a manifest that records no golden sha256",
+         cmd_model("verify", manifest_without_golden), 2,
+         ("records no sha256 for the golden samples",)),
+    # ---- files that are not edgegen's ----
+    Case("export-keeps-user-temps", "export", "accepted: a user's .notes.tmp in --out is kept",
+         user_temp_in_out, 0),
+    Case("export-folder-in-use", "export", "another export holds --out",
+         lambda e: locked(e.out(), export_args("--precision", "fp32")(e), e), 2,
+         ("export folder", "in use by another edgegen process"), check=release_lock),
+    Case("train-folder-in-use", "train", "another training holds --out",
+         lambda e: locked(e.out(), ["train", "--out", e.out(), *TINY_TRAIN], e), 2,
+         ("run folder", "in use by another edgegen process"), check=release_lock),
+    Case("bench-json-device", "bench", "accepted: --json to a device (as /dev/null)",
+         lambda e: bench_args("--json", str(device_node(e, "null")))(e), 0,
+         check=still_special("null", "median_ms")),
+    Case("compare-output-device", "compare", "accepted: --output to a device",
+         lambda e: compare_args("--sizes", "16", "--output", str(device_node(e, "null")))(e), 0,
+         check=still_special("null", "max")),
+    Case("compare-output-fifo", "compare", "accepted: --output to a FIFO (as /dev/stdout)",
+         lambda e: compare_args("--sizes", "16", "--format", "json", "--output",
+                                str(fifo_with_reader(e, "pipe")))(e), 0,
+         check=still_special("pipe", "max_lsb")),
+    # ---- resource limits and run-time failures ----
+    Case("model-fixed-size", "run", "a model exported for 16x16 given a 24x32 photo",
+         run_model(fixed_size_model), 2, ("takes only 16x16 inputs", "24x32")),
+    Case("model-reshape-fails", "run", "a Reshape to a fixed size fails at run time",
+         run_model(reshape_model), 2, ("photo.png", "reshape.onnx failed on a 1x3x24x32 input")),
+    Case("bench-size-huge", "bench", "--sizes 60000x60000 (80 GiB of input and output)",
+         bench_args("--sizes", "60000x60000"), 2, ("out of memory", "60000x60000")),
+    Case("spec-pad-multiple-huge", "run", "spec with pad_multiple 100000",
+         run_model(identity_with(spec_with(pad_multiple=100000))), 2,
+         ("pad_multiple' must be in 1..1024",)),
+    Case("spec-receptive-field-negative", "run", "spec with receptive_field -5",
+         run_model(identity_with(spec_with(receptive_field=-5))), 2, ("receptive_field",)),
+    Case("spec-value-range-inf", "run", "spec with value_range [0, Infinity]",
+         run_model(identity_with(spec_with(value_range=[0.0, float("inf")]))), 2,
+         ("value_range' must be finite",)),
+    Case("run-threads-huge", "run", "accepted: --threads 10000 is capped, with a note",
+         run_model(lambda e: Path(e.identity), "--threads", "10000"), 0, check=threads_capped),
+    Case("run-timeout-zero", "run", "--timeout 0",
+         run_model(lambda e: Path(e.identity), "--timeout", "0"), 2, ("--timeout",)),
+    Case("image-fifo", "run", "a FIFO named photo.png (reading it would block)",
+         run_image(fifo("pipe.png")), 2, ("pipe.png is a FIFO",)),
+    # ---- output never silently wrong ----
+    Case("model-outputs-nan", "run", "a model whose output is NaN",
+         run_model(nan_model), 2, ("photo.png", "NaN or inf", "nothing written")),
+    Case("image-float-tiff", "run", "accepted: a float32 TIFF in [0, 1]",
+         run_image(float_tiff), 0, check=float_kept),
+    Case("image-icc-profile", "run", "accepted: a photo with an ICC profile",
+         run_image(icc_photo), 0, check=icc_carried),
+    Case("compare-max-lsb-nan", "compare", "--max-lsb nan (a limit that cannot fail)",
+         compare_args("--max-lsb", "nan"), 2, ("not a finite number",)),
+    Case("export-tolerance-nan", "export", "--tolerance fp32.max_lsb=nan",
+         export_args("--tolerance", "fp32.max_lsb=nan"), 2, ("fp32.max_lsb=nan",)),
+    Case("train-lr-nan", "train", "--lr nan",
+         lambda e: ["train", "--lr", "nan", "--out", e.out()], 2, ("not a finite number",)),
+    Case("zoo-manifest-escapes", "models", "a shipped manifest whose file is ../../secret.onnx",
+         api=api(shipped_root_escape, _shipped), needles=("outside its folder",)),
+    # ---- messages that name the real problem ----
+    Case("run-dash-file-name", "run", "accepted: a file named -x.png after --",
+         dash_named, 0, check=dash_written),
+    Case("run-long-file-name", "run", "accepted: a 255-byte file name",
+         long_named, 0, check=long_written),
+    Case("model-symlink-loop", "run", "a model that is a symlink loop",
+         run_model(symlink_loop), 2, ("loop.onnx is a symlink loop",)),
+    Case("model-fifo", "run", "a FIFO as the model",
+         run_model(fifo("m.onnx")), 2, ("m.onnx is a FIFO",)),
+    Case("model-device", "run", "a device (/dev/zero) as the model",
+         lambda e: ["run", "--model", "/dev/zero", str(save(e.path("p.png"), photo_crop())),
+                    "-o", e.out()], 2, ("/dev/zero is a device",)),
+    Case("image-broken-symlink", "run", "an input that is a broken symlink",
+         run_image(broken_symlink), 2, ("gone.png is a broken symlink",)),
+    Case("run-glob-covers-output", "run", "accepted: a rerun whose glob covers -o",
+         glob_over_output, 0, check=glob_rerun_skipped),
+    Case("api-threads-over-max", "Generator", "Generator(threads=100000)",
+         api=api(lambda e: e.identity, lambda p: _gen(p, threads=100000)),
+         needles=("threads must be <= 1024",)),
+    Case("api-nan-output", "Generator", "a model whose output is NaN",
+         api=api(nan_model, lambda p: _gen(p)(photo_crop())), needles=("NaN or inf",)),
 ]  # fmt: skip
