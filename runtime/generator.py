@@ -384,9 +384,10 @@ class Generator:
                 self._run_hwc,
                 self.spec.out_channels,
                 self.spec.scale,
-                -(-tile // pm) * pm,
+                tile,
                 self.overlap,
                 margin,
+                align=pm,  # tiles start where the whole image's blocks start
             )
         else:
             out = self._run_hwc(prep.color)

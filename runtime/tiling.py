@@ -36,14 +36,28 @@ def default_margin(receptive_field: int | None, overlap: int) -> int:
     return max(0, min(half, (overlap - 1) // 2))
 
 
-def starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Tile start positions covering ``length``; the last tile ends at the end."""
+def starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
+    """Tile start positions covering ``length``, each a multiple of ``align`` (the model's pad
+    multiple: a network that works in blocks of 4 computes differently on a crop shifted by 3).
+    ``tile`` and ``overlap`` are multiples of ``align``; the last tile starts at the last aligned
+    position that leaves at most ``tile`` pixels, so it may be shorter or up to ``align - 1``
+    pixels longer than the others (:func:`tile_spans`)."""
     if length <= tile:
         return [0]
     step = tile - overlap
-    out = list(range(0, length - tile, step))
-    out.append(length - tile)
+    last = (length - tile) // align * align
+    out = list(range(0, last, step))
+    out.append(last)
     return out
+
+
+def tile_spans(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
+    """(start, size) of each tile along an axis: tiles of ``tile`` pixels, the last one to the
+    end of the axis."""
+    positions = starts(length, tile, overlap, align)
+    spans = [(s, min(tile, length - s)) for s in positions[:-1]]
+    spans.append((positions[-1], length - positions[-1]))
+    return spans
 
 
 def _window(size: int, ramp: int, margin: int, left: bool, right: bool) -> np.ndarray:
@@ -59,15 +73,17 @@ def _window(size: int, ramp: int, margin: int, left: bool, right: bool) -> np.nd
 
 
 def axis_weights(
-    length: int, tile: int, overlap: int, margin: int, scale: int
+    length: int, tile: int, overlap: int, margin: int, scale: int, align: int = 1
 ) -> list[tuple[int, int, np.ndarray]]:
     """(output start, output size, normalised weights) for each tile along one axis."""
-    positions = starts(length, tile, overlap)
-    size = min(tile, length) * scale
+    spans = tile_spans(length, tile, overlap, align)
     windows = []
     total = np.zeros(length * scale, dtype=np.float64)
-    for k, s in enumerate(positions):
-        w = _window(size, overlap * scale, margin * scale, k > 0, k < len(positions) - 1)
+    for k, (s, n) in enumerate(spans):
+        size = n * scale
+        # The last tile may overlap its neighbour by more than ``overlap`` (its start is
+        # aligned down); its ramp stays ``overlap`` wide, and the weights are normalised below.
+        w = _window(size, overlap * scale, margin * scale, k > 0, k < len(spans) - 1)
         windows.append((s * scale, size, w))
         total[s * scale : s * scale + size] += w
     if (total <= 0).any():  # pragma: no cover - overlap > 2 * margin guarantees coverage
@@ -83,14 +99,17 @@ def run_tiled(
     tile: int,
     overlap: int,
     margin: int,
+    align: int = 1,
 ) -> np.ndarray:
     """Run ``infer`` (HWC crop in, float32 HWC out, ``scale`` times larger) over tiles of
-    ``image`` and blend; returns the float32 HWC output."""
+    ``image`` and blend; returns the float32 HWC output. Tile starts are multiples of
+    ``align``; ``tile`` and ``overlap`` are rounded up to it."""
+    tile, overlap = round_up(tile, align), round_up(overlap, align)
     if overlap < 0 or tile <= overlap:
         raise EdgegenError(f"tile ({tile}) must be larger than the overlap ({overlap})")
     h, w = image.shape[:2]
-    rows = axis_weights(h, tile, overlap, margin, scale)
-    cols = axis_weights(w, tile, overlap, margin, scale)
+    rows = axis_weights(h, tile, overlap, margin, scale, align)
+    cols = axis_weights(w, tile, overlap, margin, scale, align)
     out = np.zeros((h * scale, w * scale, out_channels), dtype=np.float32)
     for oy, ny, wy in rows:
         for ox, nx, wx in cols:

@@ -356,3 +356,35 @@ def test_an_existing_artifact_survives_a_failed_export(tmp_path, good_ckpt):
     assert (out / "model.fp32.onnx").read_bytes() == before
     assert not list(out.glob(".*.tmp"))
     shutil.rmtree(out)
+
+
+class ScalesItsInputInPlace(nn.Module):
+    """A network written the way many are (``x *= rgb_range`` first): it changes its input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x *= 255.0
+        return x / 255.0 + 0.01 * self.conv(x / 255.0)
+
+
+def test_a_module_that_changes_its_input_in_place_leaves_the_references_intact(
+    tmp_path: Path,
+) -> None:
+    """The PyTorch reference must not share memory with the samples: the in-place op would
+    rewrite them, fp32 would "fail" by thousands of LSB and the golden files would store the
+    corrupted inputs."""
+    torch.manual_seed(0)
+    module = ScalesItsInputInPlace()
+    spec = ModelSpec(task="denoise", arch="custom", receptive_field=3)
+    refs = torch_references(module, spec, "bundled")
+    for x in refs.inputs:
+        assert float(x.max()) <= 2.0, float(x.max())  # still [0, 1] + noise, not x 255
+    result = export_module(
+        module, spec, ExportConfig(out=str(tmp_path / "out"), precision=("fp32",), **FAST)
+    )
+    assert result.artifacts[0].path.name == "model.fp32.onnx"
+    proc = run_edgegen("verify", str(tmp_path / "out" / "model.fp32.onnx"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -12,7 +12,8 @@ from concurrency import assert_threads_match_sequential
 from tinymodels import exported, fp32_model, identity_onnx, photo
 
 from edgegen.runtime import EdgegenError, Generator, ModelSpec
-from edgegen.runtime.tiling import axis_weights, default_margin, default_overlap
+from edgegen.runtime.spec import METADATA_KEY
+from edgegen.runtime.tiling import axis_weights, default_margin, default_overlap, tile_spans
 
 DENOISE = ModelSpec(task="denoise")
 RNG = np.random.default_rng(0)
@@ -422,3 +423,48 @@ def test_library_probe_reports_the_loader_message(tmp_path):
     assert missing_libraries(NVINFER) == "missing libnvinfer.so.10"
     cudnn = "libcudnn.so.9: cannot open shared object file"
     assert missing_libraries(cudnn) == "missing libcudnn.so.9"
+
+
+def block_mixing_onnx(path: Path, block: int = 4) -> Path:
+    """A pad-``block`` network: SpaceToDepth, a 1x1 convolution that mixes the positions inside
+    each block, DepthToSpace. Its output depends on where the blocks start, so a crop shifted by
+    less than ``block`` pixels computes something else (by ``block``: the same)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = 3 * block * block
+    rng = np.random.default_rng(3)
+    weight = (np.eye(c) * 0.5 + rng.normal(0, 0.5 / c, (c, c))).astype(np.float32)
+    nodes = [
+        helper.make_node("SpaceToDepth", ["input"], ["packed"], blocksize=block),
+        helper.make_node("Conv", ["packed", "w"], ["mixed"]),
+        helper.make_node("DepthToSpace", ["mixed"], ["output"], blocksize=block, mode="DCR"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "blocks",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [numpy_helper.from_array(weight.reshape(c, c, 1, 1), "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    spec = ModelSpec(task="denoise", pad_multiple=block, receptive_field=block)
+    helper.set_model_props(model, {METADATA_KEY: spec.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
+def test_tile_starts_are_aligned_to_the_pad_multiple(tmp_path: Path) -> None:
+    path = block_mixing_onnx(tmp_path / "blocks.onnx")
+    img = photo(0)[:50, :71]  # neither side a multiple of 4
+    whole = Generator(path, device="cpu", tile=0)(img).astype(int)
+    shifted = Generator(path, device="cpu", tile=0)(img[:, 3:]).astype(int)
+    assert np.abs(shifted - whole[:, 3:]).max() > 1  # the check can fail: blocks matter
+    for tile, overlap in ((24, None), (20, 6), (16, 4)):
+        gen = Generator(path, device="cpu", tile=tile, overlap=overlap)
+        assert np.abs(gen(img).astype(int) - whole).max() <= 1, (tile, overlap)
+    for length, tile, overlap, align in ((71, 24, 16, 4), (50, 20, 8, 4), (37, 16, 4, 2)):
+        spans = tile_spans(length, tile, overlap, align)
+        assert all(s % align == 0 for s, _ in spans), spans
+        assert spans[-1][0] + spans[-1][1] == length
