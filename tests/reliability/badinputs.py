@@ -569,25 +569,12 @@ def device_node(env: Env, name: str) -> Path:
     """A character device like /dev/null (as root: mknod 1,3), else a FIFO with a reader: a
     target that is not a regular file, which a rename would replace."""
     import stat
-    import threading
 
     path = env.path(name)
     try:
         os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-        env.extra["kind"] = "device"
-    except PermissionError:
-        os.mkfifo(path)
-        env.extra["kind"] = "fifo"
-        received: list[bytes] = []
-        env.extra["received"] = received
-
-        def drain() -> None:
-            with open(path, "rb") as fh:
-                received.append(fh.read())
-
-        thread = threading.Thread(target=drain, daemon=True)
-        thread.start()
-        env.extra["reader"] = thread
+    except PermissionError:  # mknod is root's
+        return fifo_with_reader(env, name)
     return path
 
 
