@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -107,9 +108,15 @@ class _Placeholder(click.Command):
     def invoke(self, ctx: click.Context) -> Any:
         real = self._load()
         quiet_onnxruntime()
+        warnings.showwarning = _one_line_warning
         args = list(ctx.params.get("args", ()))
         with real.make_context(self.name, args, parent=ctx.parent) as sub_ctx:
             return real.invoke(sub_ctx)
+
+
+def _one_line_warning(message: Any, category: Any, *_args: Any, **_kwargs: Any) -> None:
+    """A warning on the command line is one line, as errors are (no source line under it)."""
+    click.echo(f"edgegen: warning: {message}", err=True)
 
 
 def quiet_onnxruntime() -> None:

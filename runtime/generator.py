@@ -19,6 +19,7 @@ import contextlib
 import functools
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
     from .golden import VerifyReport
 
 _FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+class TilingWarning(UserWarning):
+    """Tiles change this model's output (its receptive field is global)."""
 
 
 class Cancelled(EdgegenError):
@@ -153,6 +158,7 @@ class Generator:
         self._check_io()
         self._bindings = self._make_bindings()
         self.tile, self.overlap = self._tiling(tile, overlap)
+        self._warned_tiling = False  # the global-field tiling warning is given once
 
     # -- the model -----------------------------------------------------------------------------
 
@@ -429,10 +435,27 @@ class Generator:
 
     def _tile_for(self, h: int, w: int) -> int:
         if self.tile is None:
-            return AUTO_TILE if h * w > AUTO_TILE_PIXELS else 0
+            # Tiles change a global-field model's output: it runs whole unless asked to tile.
+            big = h * w > AUTO_TILE_PIXELS and not self.spec.global_field
+            return AUTO_TILE if big else 0
         if self.tile and (h > self.tile or w > self.tile):
+            if self.spec.global_field:
+                self._warn_global_tiling()
             return self.tile
         return 0
+
+    def _warn_global_tiling(self) -> None:
+        if self._warned_tiling:
+            return
+        self._warned_tiling = True
+        measured = self.spec.tiled_max_lsb
+        size = f" (export measured up to {measured:g} LSB)" if measured is not None else ""
+        warnings.warn(
+            f"{self.path.name}: every output pixel depends on the whole image (global receptive "
+            f"field), so tiles change the output{size}; tile=0 runs whole images",
+            TilingWarning,
+            stacklevel=3,
+        )
 
     def _prepare(self, image: np.ndarray) -> _Prepared:
         arr = np.asarray(image)

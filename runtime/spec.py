@@ -31,6 +31,13 @@ PRECISIONS = ("fp32", "fp16", "int8", "mixed")
 MAX_PAD_MULTIPLE = 1024
 MAX_RECEPTIVE_FIELD = 1 << 16
 MAX_VALUE = 65535.0
+# The degradations a spec may record (what the model undoes) and the parameter each needs: a
+# number, or [low, high] for a range (a blind model).
+DEGRADATIONS: dict[str, str] = {
+    "gaussian_noise": "sigma",
+    "bicubic_downscale": "scale",
+    "jpeg": "quality",
+}
 
 
 @dataclass
@@ -50,8 +57,16 @@ class ModelSpec:
 
     Values are in ``value_range`` (default 0..1), ``color_order`` channels, ``layout``; an input's
     height and width must be a multiple of ``pad_multiple`` (the runtime pads and crops back); the
-    output is ``scale`` times larger. ``degradation`` records what the model was trained to undo
-    (e.g. ``{"sigma": 25.0}``), so tools can make ground-truth pairs for it.
+    output is ``scale`` times larger. ``degradation`` records what the model was trained to undo,
+    so tools can make ground-truth pairs for it: ``{"kind": "gaussian_noise", "sigma": 25.0}``
+    (sigma in 8-bit steps, or ``[5, 50]`` for a blind model), ``{"kind": "bicubic_downscale",
+    "scale": 2}`` or ``{"kind": "jpeg", "quality": 30}`` (:data:`DEGRADATIONS`).
+
+    ``receptive_field`` is the width in input pixels that one output pixel depends on (tiling
+    overlaps tiles by it); ``global_field`` says that every output pixel depends on the whole
+    input (attention over the image, global pooling, instance norm), so tiles change the output;
+    ``tiled_max_lsb`` is the largest difference export measured between tiled and whole outputs
+    on its verification photos (8-bit steps), or null when not measured.
     """
 
     task: str
@@ -65,6 +80,8 @@ class ModelSpec:
     arch: str = "residual_generator"
     arch_params: dict[str, Any] = field(default_factory=dict)
     receptive_field: int | None = None
+    global_field: bool = False
+    tiled_max_lsb: float | None = None
     degradation: dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"
     provenance: Provenance = field(default_factory=Provenance)
@@ -110,6 +127,11 @@ class ModelSpec:
                 f"spec field 'receptive_field' must be in 1..{MAX_RECEPTIVE_FIELD} or null, "
                 f"got {rf}"
             )
+        if self.tiled_max_lsb is not None and not 0.0 <= self.tiled_max_lsb <= 255.0:
+            raise SpecError(
+                f"spec field 'tiled_max_lsb' must be in 0..255 or null, got {self.tiled_max_lsb}"
+            )
+        _check_degradation(self.degradation)
         if self.version > SPEC_VERSION:
             raise SpecError(
                 f"spec version {self.version} is newer than this edgegen reads ({SPEC_VERSION})"
@@ -140,6 +162,31 @@ class ModelSpec:
 
     def replace(self, **changes: Any) -> ModelSpec:
         return dataclasses.replace(self, **changes)
+
+
+def _check_degradation(described: dict[str, Any]) -> None:
+    """An empty dict (not recorded) or one of :data:`DEGRADATIONS` with its parameter."""
+    if not described:
+        return
+    kinds = ", ".join(f"{k} ({p})" for k, p in DEGRADATIONS.items())
+    kind = described.get("kind")
+    if kind not in DEGRADATIONS:
+        raise SpecError(f"spec field 'degradation' needs a 'kind' of {kinds}; got {described!r}")
+    key = DEGRADATIONS[kind]
+    value = described.get(key)
+    values = value if isinstance(value, (list, tuple)) and len(value) == 2 else [value]
+    if not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        for v in values
+    ):
+        raise SpecError(
+            f"spec field 'degradation' of kind {kind!r} needs {key!r}: a number or "
+            f"[low, high]; got {described!r}"
+        )
+    if kind == "bicubic_downscale" and value not in (2, 3, 4):
+        raise SpecError(
+            f"spec field 'degradation': bicubic_downscale scale must be 2..4, got {value!r}"
+        )
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -199,6 +246,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise SpecError(f"{where} must be an object, got {type(value).__name__}")
         return {str(k): _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise SpecError(
+                f"{where} must be true or false, got {type(value).__name__} ({value!r})"
+            )
+        return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SpecError(f"{where} must be a number, got {type(value).__name__} ({value!r})")

@@ -91,3 +91,30 @@ def test_missing_required_field_and_bad_json():
         ModelSpec.from_json("{")
     with pytest.raises(SpecError, match="must be a JSON object"):
         ModelSpec.from_json(json.dumps([1, 2]))
+
+
+def test_docstring_degradations_build_and_bad_ones_list_the_kinds():
+    for described in (
+        {"kind": "gaussian_noise", "sigma": 25.0},
+        {"kind": "gaussian_noise", "sigma": [5, 50]},
+        {"kind": "jpeg", "quality": 30},
+    ):
+        assert ModelSpec(task="denoise", degradation=described).degradation == described
+    message = "gaussian_noise \\(sigma\\), bicubic_downscale \\(scale\\), jpeg \\(quality\\)"
+    with pytest.raises(SpecError, match=message):
+        ModelSpec(task="denoise", degradation={"sigma": 25.0})
+    with pytest.raises(SpecError, match="needs 'sigma'"):
+        ModelSpec(task="denoise", degradation={"kind": "gaussian_noise", "sigma": "high"})
+    with pytest.raises(SpecError, match="bicubic_downscale scale"):
+        ModelSpec(task="sr", scale=2, degradation={"kind": "bicubic_downscale", "scale": 7})
+
+
+def test_global_field_and_tiled_error_round_trip_and_are_typed():
+    spec = make_spec(global_field=True, tiled_max_lsb=12.5, receptive_field=None)
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    data = spec.to_dict()
+    data["global_field"] = "yes"
+    with pytest.raises(SpecError, match="global_field must be true or false"):
+        ModelSpec.from_dict(data)
+    with pytest.raises(SpecError, match="tiled_max_lsb"):
+        make_spec(tiled_max_lsb=-1.0)
