@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) pip setuptools
 	$(PIP_INSTALL) -e '.[cpu,train,dev]'
+	# spandrel without its torchvision: PyPI's torchvision does not import beside the CPU torch
+	# build; edgegen stands in for it (only LaMa and RestoreFormer call it).
+	$(PIP_INSTALL) --no-deps spandrel einops
 	touch $(STAMP)
 
 lint: install

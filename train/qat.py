@@ -280,6 +280,11 @@ def finetune(
     qat = QATGenerator(net)
     calibrate(qat, calib)
     for name, (scale, zero_point) in (init or {}).items():
+        if _key(name) not in qat.quant:
+            raise EdgegenError(
+                f"QAT cannot match the graph's tensor {name!r} to a layer of the network: it "
+                "maps them by the TorchScript trace's names; export with --exporter trace"
+            )
         quant = qat.quant[_key(name)]
         assert isinstance(quant, ActQuant)
         with torch.no_grad():
