@@ -26,8 +26,15 @@ if TYPE_CHECKING:
     "--reference",
     required=True,
     type=click.Path(path_type=Path),
-    help="fp32 ONNX file (torch-free), or a training run folder / .safetensors checkpoint "
-    "(needs edgegen[train]).",
+    help="fp32 ONNX file (torch-free); or, in PyTorch (needs edgegen[train]), what export "
+    "takes: a training run folder, a checkpoint, a state dict of a known architecture (.pth, "
+    ".safetensors, ...) or pkg.module:factory with --reference-weights.",
+)
+@click.option(
+    "--reference-weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The state dict of a --reference pkg.module:factory.",
 )
 @click.argument("variants", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -78,6 +85,7 @@ if TYPE_CHECKING:
 )
 def compare(
     reference: Path,
+    reference_weights: Path | None,
     variants: tuple[Path, ...],
     providers: str | None,
     images: str,
@@ -130,7 +138,7 @@ def compare(
     if repeats < 1:
         raise EdgegenError(f"--repeats must be >= 1, got {repeats}")
     devices = _devices(comma_list(providers, "--providers"), list(variants))
-    ref = reference_runner(reference)
+    ref = reference_runner(reference, reference_weights)
     result = compare(
         ref,
         onnx_variants([Path(v) for v in variants], devices, ref.spec),
@@ -156,25 +164,34 @@ def _devices(asked: list[str] | None, variants: list[Path]) -> list[str]:
     return check_devices(asked) if asked else default_devices()
 
 
-def reference_runner(path: Path) -> Runner:
-    """An fp32 ONNX file (torch-free), or a training run / checkpoint in PyTorch."""
+def reference_runner(path: Path, weights: Path | None = None) -> Runner:
+    """An fp32 ONNX file (torch-free), or in PyTorch what export takes: a training run, a
+    checkpoint, a state dict of a known architecture or a module factory."""
     from edgegen.evaluation.compare import onnx_reference
 
-    if not path.exists():
+    factory = ":" in str(path) and not path.exists()
+    if not (path.exists() or factory):
         raise EdgegenError(f"reference {path}: no such file or folder")
-    if not (path.is_dir() or path.suffix == ".safetensors"):
+    if weights is not None and not factory:
+        raise EdgegenError("--reference-weights goes with --reference pkg.module:factory")
+    if path.is_file() and path.suffix.lower() in (".onnx", ".ort"):
         return onnx_reference(path)
     try:
         import torch  # noqa: F401
 
-        from edgegen.train.checkpoint import load_runner
+        from edgegen.runners.pytorch import TorchRunner
+        from edgegen.train.networks import load_network
     except ModuleNotFoundError as exc:
         raise EdgegenError(
-            f"reference {path} is a checkpoint; running it needs {exc.name or 'torch'}, "
+            f"reference {path} is a PyTorch network; running it needs {exc.name or 'torch'}, "
             "which is not installed: pip install 'edgegen[train]'"
         ) from None
-    runner: Runner = load_runner(path)
-    return runner
+    if factory:
+        network = load_network(None, module=str(path), weights=weights)
+    else:
+        network = load_network(path)
+    name = network.source.name if network.source else str(path)
+    return TorchRunner(network.module, network.spec, name, network.source)
 
 
 def _write_report(result: CompareResult, folder: Path) -> None:

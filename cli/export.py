@@ -7,13 +7,13 @@ import math
 
 import click
 
-from edgegen.export.onnx_export import DEFAULT_OPSET
+from edgegen.export.onnx_export import DEFAULT_OPSET, EXPORTERS
 from edgegen.export.transaction import (
     CALIB_METHODS,
     EXPORT_PRECISIONS,
     ExportConfig,
     VerificationFailed,
-    export_checkpoint,
+    export_network,
 )
 from edgegen.runtime.errors import EdgegenError
 
@@ -49,8 +49,50 @@ def _tolerances(
 
 
 @click.command("export")
-@click.argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+@click.argument("checkpoint", metavar="[RUN_OR_CHECKPOINT]", required=False)
 @click.option("--out", required=True, help="Folder for the artifacts (created if needed).")
+@click.option(
+    "--module",
+    "module_target",
+    default=None,
+    metavar="PKG.MOD:FACTORY",
+    help="A network of your own: FACTORY() returns the nn.Module (pkg.module:factory or "
+    "path/to/file.py:factory); its spec comes from an edgegen_spec attribute or from running it.",
+)
+@click.option(
+    "--weights",
+    default=None,
+    metavar="FILE",
+    help="--module's state dict (.pth, .pt, .ckpt, .bin, .safetensors), loaded strictly.",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["denoise", "sr", "jpeg"]),
+    default=None,
+    help="What a third-party network does (default: sr when it upscales, else denoise).",
+)
+@click.option(
+    "--degradation",
+    default=None,
+    metavar="KIND:KEY=VALUE",
+    help="What it undoes, for verification photos: gaussian_noise:sigma=25, "
+    "bicubic_downscale:scale=2, jpeg:quality=30 (default per task: these).",
+)
+@click.option(
+    "--pad-multiple",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Height and width the network needs a multiple of (found by running --module, "
+    "reported by the loader for a state dict).",
+)
+@click.option(
+    "--exporter",
+    type=click.Choice(EXPORTERS),
+    default="auto",
+    show_default=True,
+    help="auto: torch.export (dynamo) with symbolic sizes, the TorchScript trace where it "
+    "fails or its graph disagrees with the module; the manifest says which ran.",
+)
 @click.option(
     "--precision",
     default="fp32",
@@ -134,8 +176,21 @@ def _tolerances(
     "max_pct_over_1lsb, min_psnr_vs_torch, max_gt_psnr_drop).",
 )
 @click.option("--progress/--no-progress", default=True, help="Progress bar while calibrating.")
-def export(checkpoint: str, **options: object) -> int:
-    """Export a training run or checkpoint to verified ONNX artifacts.
+def export(
+    checkpoint: str | None,
+    module_target: str | None,
+    weights: str | None,
+    task: str | None,
+    degradation: str | None,
+    pad_multiple: int | None,
+    **options: object,
+) -> int:
+    """Export a network to verified ONNX artifacts.
+
+    The network is an edgegen training run or checkpoint, a state dict of a known
+    architecture (.pth, .pt, .ckpt, .bin or .safetensors of ESRGAN, SwinIR, HAT, SPAN,
+    NAFNet, SCUNet, ...: detected from its keys by spandrel), or --module pkg.mod:factory
+    with --weights FILE for a network of your own.
 
     Writes model.<precision>.onnx with model.<precision>.manifest.json and
     model.<precision>.golden.npz beside it, for each precision asked for. Each artifact is
@@ -157,11 +212,22 @@ def export(checkpoint: str, **options: object) -> int:
     Exit codes:
       0  every artifact written and verified
       1  an artifact broke its tolerance, or only fp32 meets --target (nothing written)
-      2  bad input: checkpoint, options, target, calibration or output folder
+      2  bad input: network, weights, options, target, calibration or output folder
     """
+    from edgegen.train.networks import load_network, parse_degradation
+
     config = ExportConfig(**options)  # type: ignore[arg-type]
+    config.validate()
+    network = load_network(
+        checkpoint,
+        module=module_target,
+        weights=weights,
+        task=task,
+        degradation=parse_degradation(degradation) if degradation else None,
+        pad_multiple=pad_multiple,
+    )
     try:
-        result = export_checkpoint(checkpoint, config)
+        result = export_network(network, config)
     except VerificationFailed as failed:
         for artifact in failed.artifacts:
             _print_report(artifact.precision, artifact.report)
@@ -173,7 +239,34 @@ def export(checkpoint: str, **options: object) -> int:
         if artifact.precision == "auto":
             _print_auto(artifact.manifest)
         click.echo(f"wrote {artifact.path}  ({artifact.size_bytes / 1e6:.2f} MB)")
+    _print_export_facts(result)
     return 0
+
+
+def _print_export_facts(result: object) -> None:
+    """Which exporter ran, the receptive field and the tiled error: what the manifest says."""
+    import json
+    from pathlib import Path
+
+    artifacts = getattr(result, "artifacts", [])
+    if not artifacts:
+        return
+    manifest = json.loads(Path(artifacts[0].manifest).read_text(encoding="utf-8"))
+    spec = manifest["spec"]
+    field = "global" if spec.get("global_field") else f"{spec.get('receptive_field')} px"
+    tiled = spec.get("tiled_max_lsb")
+    tiled_text = f"{tiled:g} LSB" if tiled is not None else "not measured"
+    exporter = manifest.get("export", {}).get("exporter")
+    if exporter is None:
+        fp32 = Path(artifacts[0].path).with_name("model.fp32.manifest.json")
+        if fp32.is_file():
+            exporter = (
+                json.loads(fp32.read_text(encoding="utf-8")).get("export", {}).get("exporter")
+            )
+    click.echo(
+        f"{spec['arch']}: exporter {exporter or '-'}, receptive field {field}, "
+        f"tiled vs whole {tiled_text}"
+    )
 
 
 def _print_auto(manifest_path: object) -> None:

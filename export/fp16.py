@@ -59,8 +59,10 @@ def convert_fp16(
             op_block_list=list(block_list),
             node_block_list=list(node_block_list) or None,
         )
-    if node_block_list:
-        _restore_fp32_weights(model, fp32, set(node_block_list))
+    # A weight that a kept-fp32 node shares with a converted one (onnxslim merges equal biases:
+    # a Conv's and a LayerNorm's) must exist in both types, whichever list kept the node.
+    blocked = {n.name for n in fp32.graph.node if n.op_type in block_list and n.name}
+    _restore_fp32_weights(model, fp32, blocked | set(node_block_list))
     model = onnx.shape_inference.infer_shapes(model)
     if spec is not None:
         set_spec(model, spec.replace(precision="fp16"))

@@ -22,12 +22,12 @@ from torch import nn
 
 from edgegen.runtime import __version__
 from edgegen.runtime.errors import EdgegenError
-from edgegen.runtime.files import folder_lock, remove_stale_temps, sha256_file, temp_beside
+from edgegen.runtime.files import folder_lock, remove_stale_temps, temp_beside
 from edgegen.runtime.manifest import file_entry, write_manifest
 from edgegen.runtime.spec import ModelSpec
 
 from . import fp16 as fp16_mod
-from .onnx_export import DEFAULT_OPSET, export_fp32
+from .onnx_export import DEFAULT_OPSET, EXPORTERS, export_fp32, set_spec
 from .verify import References, Report, golden, tolerance_for, torch_references, verify
 
 # What --precision takes: the spec's precisions, and auto (the cheapest int8 meeting a target).
@@ -56,6 +56,7 @@ class ExportConfig:
     target: str | None = None  # auto: the accuracy target, e.g. "psnr-drop<=0.1"
     qat: int | None = None  # int8: QAT fine-tune steps first; auto: QAT's steps (default 100)
     fp16_block: str = "default"  # "auto": also keep the nodes that break fp16's tolerance fp32
+    exporter: str = "auto"  # dynamo, falling back to the TorchScript trace (EXPORTERS)
 
     def __post_init__(self) -> None:
         if isinstance(self.precision, str):  # "fp32,int8" from a caller, as on the CLI
@@ -93,6 +94,10 @@ class ExportConfig:
             from .target import parse_target
 
             parse_target(self.target)
+        if self.exporter not in EXPORTERS:
+            raise EdgegenError(
+                f"unknown exporter {self.exporter!r}; choose from {', '.join(EXPORTERS)}"
+            )
         if self.fp16_block not in ("default", "auto"):
             raise EdgegenError(f"--fp16-block must be default or auto, got {self.fp16_block!r}")
         if self.qat is not None:
@@ -119,38 +124,48 @@ class VerificationFailed(EdgegenError):
     exit_code = 1
 
     def __init__(self, failures: list[str], artifacts: list[Artifact]) -> None:
-        super().__init__("verification failed, nothing written: " + "; ".join(failures))
+        hints = []
+        if any(f.startswith("int8") for f in failures):
+            hints.append(
+                "int8 loses too much here: try --precision auto --target 'psnr-drop<=0.25'"
+            )
+        if any(f.startswith("fp16") for f in failures):
+            hints.append("fp16: --fp16-block auto keeps the layers that break it in fp32")
+        tail = f" ({'; '.join(hints)})" if hints else ""
+        super().__init__("verification failed, nothing written: " + "; ".join(failures) + tail)
         self.failures = failures
         self.artifacts = artifacts
+        self.spec: ModelSpec | None = None  # what the export measured (receptive field, tiling)
+        self.export_info: dict[str, Any] = {}
 
 
 @dataclass
 class ExportResult:
     out: Path
     artifacts: list[Artifact]
+    spec: ModelSpec | None = None  # the spec the artifacts carry (precision aside)
+    export_info: dict[str, Any] = field(default_factory=dict)  # exporter, onnxslim, tiling
 
 
 def export_checkpoint(checkpoint: str | Path, config: ExportConfig) -> ExportResult:
-    """Export a training run (its best checkpoint) or a checkpoint file."""
-    from edgegen.train.checkpoint import load_model
+    """Export a training run (its best checkpoint), an edgegen checkpoint, or a state dict of
+    a known architecture (``.pth``, ``.safetensors``, ...)."""
+    from edgegen.train.networks import load_network
 
     config.validate()
-    model, spec, ckpt = load_model(checkpoint, prefer="best")
-    metrics = {
-        k: float(v)
-        for k, v in ckpt.record.get("metrics", {}).items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None
-    }
-    spec = spec.replace(
-        provenance=dataclasses.replace(
-            spec.provenance,
-            checkpoint_sha256=sha256_file(ckpt.path),
-            step=ckpt.step,
-            metrics=metrics,
-        )
+    return export_network(load_network(checkpoint), config)
+
+
+def export_network(network: Any, config: ExportConfig) -> ExportResult:
+    """Export a :class:`~edgegen.train.networks.Network` (from ``load_network``)."""
+    return export_module(
+        network.module,
+        network.spec,
+        config,
+        source=network.source,
+        qat_record=network.qat_record,
+        loader=network.loader,
     )
-    qat_record = ckpt.record.get("qat")
-    return export_module(model, spec, config, source=ckpt.path, qat_record=qat_record)
 
 
 def export_module(
@@ -159,11 +174,13 @@ def export_module(
     config: ExportConfig,
     source: Path | None = None,
     qat_record: dict[str, Any] | None = None,
+    loader: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Export any image-to-image ``nn.Module`` described by ``spec`` (NCHW float in [0, 1]).
 
     ``qat_record`` is what ``edgegen train --qat-from`` stores in a checkpoint: the module's
-    weights are then QAT's, and int8 quantizes with its learned ranges.
+    weights are then QAT's, and int8 quantizes with its learned ranges. ``loader`` is what the
+    loader of a third-party network reported (recorded in the manifest).
     """
     config.validate()
     out = _prepare_out(Path(config.out))
@@ -171,7 +188,7 @@ def export_module(
     # files as stale, or interleave artifacts of two models.
     with folder_lock(out, "export folder"):
         remove_stale_temps(out)  # left by an export that was killed
-        return _export_locked(module, spec, config, out, source, qat_record)
+        return _export_locked(module, spec, config, out, source, qat_record, loader or {})
 
 
 def _export_locked(
@@ -181,15 +198,19 @@ def _export_locked(
     out: Path,
     source: Path | None,
     qat_record: dict[str, Any] | None,
+    loader: dict[str, Any],
 ) -> ExportResult:
     if spec.provenance.edgegen_version is None:
         provenance = dataclasses.replace(spec.provenance, edgegen_version=__version__)
         spec = spec.replace(provenance=provenance)
-    fp32_model, slim_info = export_fp32(module, spec, config.opset)
+    fp32_model, export_info = export_fp32(module, spec, config.opset, config.exporter)
+    spec = _with_field(module, spec)
+    set_spec(fp32_model, spec)
     refs = torch_references(module, spec, config.val)
     export = _Transaction(out, module, spec, config, refs, source, qat_record)
+    export.loader = loader
     try:
-        export.write_fp32(fp32_model, slim_info)
+        export.write_fp32(fp32_model, export_info)
         for precision in (p for p in EXPORT_PRECISIONS if p in config.precision):
             export.artifact(precision)
         return export.commit()
@@ -223,17 +244,30 @@ class _Transaction:
         # fp16 and int8 start from the fp32 file, so it is written even when not asked for.
         self.fp32_tmp = temp_beside(out / "model.fp32.onnx")
         self.fp32_model: onnx.ModelProto | None = None
-        self.slim_info: dict[str, Any] = {}
+        self.export_info: dict[str, Any] = {}
+        self.loader: dict[str, Any] = {}
 
     def stage(self, name: str) -> Path:
         tmp = temp_beside(self.out / name)
         self.staged.append((tmp, self.out / name))
         return tmp
 
-    def write_fp32(self, model: onnx.ModelProto, slim_info: dict[str, Any]) -> None:
+    def write_fp32(self, model: onnx.ModelProto, export_info: dict[str, Any]) -> None:
+        """Stage the fp32 graph; check that it runs a batch, measure tiled against whole, and
+        record that in the spec every artifact carries."""
         onnx.save(model, str(self.fp32_tmp))
         _check_loads(self.fp32_tmp, "model.fp32.onnx")  # this opset at all? (exit 2 if not)
-        self.fp32_model, self.slim_info = model, slim_info
+        self.failures += _batch_failures(self.fp32_tmp, self.refs)
+        from .receptive import tiled_error
+
+        photos = [s.degraded for s in self.refs.samples if s.size == "full"]
+        if self.config.verify and photos and not self.failures:
+            measured = tiled_error(self.fp32_tmp, self.spec, photos)
+            export_info = dict(export_info, tiling=measured.to_dict())
+            self.spec = self.spec.replace(tiled_max_lsb=min(255.0, measured.max_lsb))
+            set_spec(model, self.spec.replace(precision="fp32"))
+            onnx.save(model, str(self.fp32_tmp))
+        self.fp32_model, self.export_info = model, export_info
 
     def artifact(self, precision: str) -> None:
         """Make, verify and stage ``model.<precision>.onnx`` with its golden samples, its ORT
@@ -273,13 +307,14 @@ class _Transaction:
         name = f"model.{precision}.onnx"
         if precision == "fp32":
             self.staged.append((self.fp32_tmp, self.out / name))
-            return self.fp32_tmp, {"slim": self.slim_info}, precision
+            return self.fp32_tmp, {}, precision
         tmp = self.stage(name)
         if precision == "fp16":
             nodes: tuple[str, ...] = ()
             if self.config.fp16_block == "auto":
                 nodes = _fp16_nodes(self.fp32_tmp, self.fp32_model, self.spec, self.config)
             onnx.save(fp16_mod.convert_fp16(self.fp32_model, node_block_list=nodes), str(tmp))
+            _check_loads(tmp, name)
             return tmp, {"fp16": fp16_mod.settings(node_block_list=nodes)}, precision
         if precision == "int8":
             calibration = _quantize(
@@ -315,8 +350,10 @@ class _Transaction:
             "source": {
                 "checkpoint": str(self.source) if self.source else None,
                 "checkpoint_sha256": self.spec.provenance.checkpoint_sha256,
+                **({"loader": self.loader} if self.loader else {}),
             },
             "spec": self.spec.replace(precision=label).to_dict(),
+            "export": self.export_info,  # the fp32 graph's: exporter, onnxslim, tiled error
             **settings,
             "verification": report.to_dict() if report is not None else None,
         }
@@ -328,15 +365,49 @@ class _Transaction:
 
     def commit(self) -> ExportResult:
         if self.failures:
-            raise VerificationFailed(self.failures, self.artifacts)
+            failed = VerificationFailed(self.failures, self.artifacts)
+            failed.spec, failed.export_info = self.spec, self.export_info
+            raise failed
         for tmp, final in self.staged:
             os.replace(tmp, final)
-        return ExportResult(self.out, self.artifacts)
+        return ExportResult(self.out, self.artifacts, self.spec, self.export_info)
 
     def clean_up(self) -> None:
         for tmp, _ in self.staged:
             tmp.unlink(missing_ok=True)
         self.fp32_tmp.unlink(missing_ok=True)
+
+
+def _with_field(module: nn.Module, spec: ModelSpec) -> ModelSpec:
+    """The spec with the receptive field measured, unless the architecture already states it."""
+    if spec.receptive_field is not None or spec.global_field:
+        return spec
+    from .receptive import measure_receptive_field
+
+    field = measure_receptive_field(module, spec)
+    return spec.replace(receptive_field=field.receptive_field, global_field=field.global_field)
+
+
+def _batch_failures(path: Path, refs: References) -> list[str]:
+    """The graph on two same-size samples at once computes what it does on each alone (the
+    runtime batches same-size images); a graph exported for a batch of one fails here."""
+    import numpy as np
+
+    from edgegen.runners import onnx_runner
+
+    pair = [x for x, s in zip(refs.inputs, refs.samples, strict=True) if s.size == "37x53"][:2]
+    if len(pair) < 2:
+        return []
+    runner = onnx_runner(path, "onnxruntime", "cpu")
+    try:
+        together = runner.infer(np.concatenate(pair))
+        alone = np.concatenate([runner.infer(x) for x in pair])
+    except EdgegenError as exc:
+        reason = str(exc).replace(str(path), "model.fp32.onnx")
+        return [f"fp32 at batch 2: {reason}"]
+    if together.shape != alone.shape or float(np.abs(together - alone).max()) > 1e-4:
+        return ["fp32 at batch 2: the graph computes a batch differently from its images alone"]
+    return []
 
 
 def _check_loads(path: Path, name: str) -> None:

@@ -167,11 +167,18 @@ def verify_runner(runner: Runner, precision: str, refs: References, tolerance: T
     report = Report(precision, tolerance)
     kept: list[int] = []
     outputs: list[np.ndarray] = []
+    path = getattr(runner, "path", None)
     for k, (sample, x, ref) in enumerate(zip(refs.samples, refs.inputs, refs.outputs, strict=True)):
-        out = runner.infer(x)
+        try:
+            out = runner.infer(x)
+        except EdgegenError as exc:  # a graph that cannot run at this size: a failed artifact
+            reason = str(exc).replace(str(path), f"model.{precision}.onnx") if path else str(exc)
+            report.failures.append(f"{precision} at {sample.size} ({sample.photo}): {reason}")
+            continue
         if out.shape != ref.shape:
             report.failures.append(
-                f"{sample.photo} {sample.size}: output shape {out.shape}, torch {ref.shape}"
+                f"{precision} at {sample.size} ({sample.photo}): output shape {out.shape}, "
+                f"torch {ref.shape}"
             )
         elif not np.isfinite(out).all():
             report.non_finite.append(f"{sample.photo} {sample.size}")
@@ -179,7 +186,10 @@ def verify_runner(runner: Runner, precision: str, refs: References, tolerance: T
             kept.append(k)
             outputs.append(out)
     if report.non_finite:
-        report.failures.append("inf/NaN in the output for " + ", ".join(report.non_finite))
+        overflow = " (fp16's range overflows)" if precision == "fp16" else ""
+        report.failures.append(
+            f"{precision}: inf/NaN in the output{overflow} for " + ", ".join(report.non_finite)
+        )
     samples = [refs.samples[k] for k in kept]
     torch_images = refs.images([refs.outputs[k] for k in kept], kept)
     images = refs.images(outputs, kept)
