@@ -123,7 +123,13 @@ def _tolerances(
     help="Quantization-aware fine-tuning steps: int8 fine-tunes first; auto tries it last "
     "(default 100, 0 skips it).",
 )
-@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, help="ONNX opset.")
+@click.option(
+    "--opset",
+    type=int,
+    default=None,
+    help=f"ONNX opset [default: {DEFAULT_OPSET}, or 18 for a dynamo graph that does not convert "
+    "down].",
+)
 @click.option(
     "--calib",
     default="bundled",

@@ -99,7 +99,7 @@ class AutoSettings:
     channel_pad: bool = True
     val: str = "bundled"
     qat_steps: int = AUTO_QAT_STEPS
-    opset: int = 17
+    opset: int | None = None
     progress: bool = True
 
 

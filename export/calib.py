@@ -19,6 +19,7 @@ from tqdm import tqdm
 from edgegen.evaluation.degrade import degradation_from_spec
 from edgegen.evaluation.photos import Photo, bundled_paths, find_images, load_all
 from edgegen.runtime.errors import EdgegenError
+from edgegen.runtime.model_io import pad_to_multiple
 from edgegen.runtime.spec import ModelSpec
 
 Log = Callable[[str], None]
@@ -65,7 +66,8 @@ def calibration_inputs(
 ) -> list[np.ndarray]:
     """``count`` model inputs: seeded random crops of clean photos, degraded as in training.
 
-    Each is float32 NCHW ``(1, C, h, w)`` in [0, 1] with ``C = spec.in_channels``; a crop covers
+    Each is float32 NCHW ``(1, C, h, w)`` in [0, 1] with ``C = spec.in_channels``, padded to the
+    spec's pad multiple as the runtime pads; a crop covers
     ``size`` x ``size`` *output* pixels (so an SR model's input is ``size / scale`` on a side),
     or the whole photo where it is smaller. Photos are visited in a shuffled round-robin rather
     than drawn independently, so every photo contributes before any contributes twice. The same
@@ -109,7 +111,9 @@ def calibration_inputs(
         # Crop before converting to float: some photos are large and only a patch is needed.
         clean = Photo(photo.name, photo.pixels[top : top + h, left : left + w]).as_float()
         degraded = np.clip(degrade(np.ascontiguousarray(clean), rng), 0.0, 1.0)
-        inputs.append(np.ascontiguousarray(degraded.transpose(2, 0, 1)[None], dtype=np.float32))
+        x = np.ascontiguousarray(degraded.transpose(2, 0, 1)[None], dtype=np.float32)
+        # Padded as the runtime pads: the graph may take multiples of the pad multiple only.
+        inputs.append(np.ascontiguousarray(pad_to_multiple(x, spec.pad_multiple)))
     return inputs
 
 

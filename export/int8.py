@@ -22,9 +22,11 @@ asymmetric int8 grid is the uint8 grid shifted by 128).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +130,32 @@ def _int8_metadata(model: onnx.ModelProto, path: Path) -> dict[str, str]:
     return props
 
 
+class _RankOneAxis(logging.Filter):
+    """onnxruntime's per-channel quantizer logs, to the root logger, one warning per 1-D weight
+    (a LayerNorm's scale) that it quantizes per tensor instead: correct, and not the user's
+    concern; one line per layer of a transformer."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is out-of-range for weight" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _calibration_errors() -> Iterator[None]:
+    """onnxruntime's calibrator runs the graph on every calibration input: a graph that fails
+    on one is a failed int8 export in one line, not onnxruntime's traceback."""
+    quiet, root = _RankOneAxis(), logging.getLogger()
+    root.addFilter(quiet)  # on the logger: onnxruntime logs there before any handler exists
+    try:
+        yield
+    except EdgegenError:
+        raise
+    except Exception as exc:  # onnxruntime's Fail, InvalidArgument, RuntimeException, ...
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        raise EdgegenError(f"int8 calibration failed: {lines[0]}", exit_code=1) from None
+    finally:
+        root.removeFilter(quiet)
+
+
 def quantize_int8(
     fp32_path: Path,
     out_path: Path,
@@ -190,7 +218,7 @@ def quantize_int8(
             options["TensorQuantOverrides"] = tensor_overrides
         # The entropy and percentile calibrators print() their progress; keep stdout for the
         # caller's output (a CLI may print JSON there) and send it to stderr with the bar.
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), _calibration_errors():
             quantize_static(
                 str(pre_path),
                 str(quant_path),

@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import re
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -24,6 +27,8 @@ OUTPUT_NAME = "output"
 # Opset 17 runs on every current onnxruntime (CPU, CUDA, TensorRT, mobile builds) and has all
 # that these generators need (Resize cubic, DepthToSpace, InstanceNormalization, Pad reflect).
 DEFAULT_OPSET = 17
+# The trace's opset when the default lacks an operator (col2im): the dynamo exporter's own.
+TRACE_NEWEST_OPSET = 18
 EXPORT_SIZE = 64  # the trace input's height and width; verification uses other sizes on purpose
 _DYNAMIC = {0: "batch", 2: "height", 3: "width"}
 MAX_SIDE = 1 << 16  # the largest height or width the dynamo graph is exported for
@@ -38,7 +43,6 @@ EXPORTERS = ("auto", "dynamo", "trace")
 # Sizes (rounded up to the pad multiple) at which an exported graph must agree with the module
 # before export takes it: neither is the trace size, one is odd.
 PROBE_SIZES = ((29, 41), (48, 80))
-OWN_ARCH = "residual_generator"  # edgegen's own architecture (train.archs.ResidualGenerator)
 PROBE_TOLERANCE = 1e-3  # a graph that is wrong differs by far more; verification is the judge
 
 
@@ -54,14 +58,18 @@ class ImageOnly(nn.Module):
         return self.module(x)  # type: ignore[no-any-return]
 
 
-def probe_module(module: nn.Module, spec: ModelSpec) -> None:
+def probe_module(module: nn.Module, spec: ModelSpec) -> bool:
     """Run the module once on a small input: its output must be the image ``spec`` promises.
 
-    Raises one line (exit 2) naming what it returned instead.
+    Raises one line (exit 2) naming what it returned instead. Returns whether the forward
+    rewrote the module's own parameters or buffers (SPAN re-fuses its convolutions' weights
+    into ``.data`` on every eval call): torch.export's constant folding crashes the process on
+    such a forward, so the dynamo exporter is not tried on it.
     """
     pm = spec.pad_multiple
     h, w = round_up(EXPORT_SIZE, pm), round_up(EXPORT_SIZE + 16, pm)
     x = torch.rand(1, spec.in_channels, h, w)
+    before = _tensor_identities(module)
     try:
         with torch.no_grad():
             y = module(x)
@@ -83,6 +91,22 @@ def probe_module(module: nn.Module, spec: ModelSpec) -> None:
             f"{str(y.dtype).replace('torch.', '')} for a {h}x{w} input, expected {want} "
             f"(task {spec.task}, scale {spec.scale}, {spec.out_channels} channel(s))"
         )
+    return _tensor_identities(module) != before
+
+
+def _tensor_identities(module: nn.Module) -> list[tuple[str, int, int]]:
+    """Each parameter's and buffer's storage and version: an in-place write or a ``.data``
+    assignment changes one."""
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    return [(name, t.data_ptr(), t._version) for name, t in tensors]
+
+
+def is_own_generator(module: nn.Module) -> bool:
+    """edgegen's own architecture (the spec's arch name alone does not say: it is the default
+    of a spec a user writes for a module of their own)."""
+    from edgegen.train.archs import ResidualGenerator
+
+    return isinstance(module, ResidualGenerator)
 
 
 def _extra_parameters(module: nn.Module) -> bool:
@@ -95,9 +119,20 @@ def _extra_parameters(module: nn.Module) -> bool:
     return len(params) > 1
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = _ANSI.sub("", str(exc)).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost exception's first line: torch.onnx wraps the real error ("Unsupported:
+    ...", "invalid expand shape") in a message that starts with the steps of its pipeline."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -105,14 +140,20 @@ def round_up(value: int, multiple: int) -> int:
 
 
 def export_fp32(
-    module: nn.Module, spec: ModelSpec, opset: int = DEFAULT_OPSET, exporter: str = "trace"
+    module: nn.Module, spec: ModelSpec, opset: int | None = None, exporter: str = "trace"
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """Export ``module`` to ONNX with ``exporter`` (:data:`EXPORTERS`); check it, infer shapes,
     slim it and attach the spec.
 
+    ``opset`` None is :data:`DEFAULT_OPSET`, or the dynamo exporter's own (18) where its graph
+    does not convert down (onnx has no adapter from Pad-18 to 17, and window-attention networks
+    pad); an opset asked for is that opset or an error.
+
     Returns the model and what the export did (for the manifest): the exporter that ran (and
-    why dynamo did not, under auto) and onnxslim's result.
+    why dynamo did not, under auto), the opset and onnxslim's result.
     """
+    asked = opset is not None
+    opset = DEFAULT_OPSET if opset is None else opset
     if opset < 13:
         raise EdgegenError(f"--opset {opset} is too old: edgegen exports opset 13 or newer")
     newest = onnx.defs.onnx_opset_version()
@@ -126,28 +167,56 @@ def export_fp32(
     # Only a forward that takes more than the image is wrapped: the trace names nodes after the
     # module tree, and QAT and the per-layer tools find layers by those names.
     wrapped = ImageOnly(module).eval() if _extra_parameters(module) else module
-    probe_module(wrapped, spec)
+    rewrites = probe_module(wrapped, spec)
     info: dict[str, Any] = {}
     model = None
-    if exporter == "auto" and spec.arch == OWN_ARCH:
+    if rewrites and exporter != "trace":
+        why = "the module rewrites its own weights in forward, which torch.export cannot take"
+        if exporter == "dynamo":
+            raise EdgegenError(f"--exporter dynamo: {why}; use --exporter trace")
+        exporter, info["why"] = "trace", why
+    if exporter == "auto" and is_own_generator(module):
         # edgegen's own generators are convolutions whose trace holds at every size (verified
         # below as any graph is), and QAT maps their layers by the trace's node names.
         exporter = "trace"
         info["why"] = "edgegen's own architecture: the trace"
     if exporter in ("auto", "dynamo"):
         try:
-            model = _finish(_dynamo(wrapped, spec, opset), spec)
+            model = _finish(_dynamo(wrapped, spec, opset, exact=asked), spec)
             if exporter == "auto":
-                _agrees(model, wrapped, spec)
+                for batch in (1, 2):
+                    _agrees(model, wrapped, spec, batch)
             info["exporter"] = "dynamo"
         except EdgegenError as exc:
             if exporter == "dynamo":
                 raise
             model, info["dynamo_failed"] = None, str(exc)
-    if model is None:
-        model = _finish(_trace(wrapped, spec, opset), spec)
-        info["exporter"] = "trace"
-    model, info["slim"] = slim(model, spec)
+    try:
+        if model is None:
+            try:
+                model = _finish(_trace(wrapped, spec, opset), spec)
+            except EdgegenError as exc:
+                # An operator newer than the default opset (col2im, opset 18): the newest opset
+                # onnxruntime runs, unless the user asked for one.
+                if asked or opset >= TRACE_NEWEST_OPSET or "opset version" not in str(exc):
+                    raise
+                model = _finish(_trace(wrapped, spec, TRACE_NEWEST_OPSET), spec)
+                info["opset_why"] = f"an operator needs an opset newer than {opset}: {exc}"
+            info["exporter"] = "trace"
+            if "dynamo_failed" in info:
+                model = _pin_batch_if_needed(model, wrapped, spec, info)
+        model, info["slim"] = slim(model, spec)
+    except EdgegenError as exc:
+        if "dynamo_failed" not in info:
+            raise
+        # Both exporters failed: the user needs both reasons to choose what to change.
+        raise EdgegenError(
+            f"{exc} (the trace, after the dynamo exporter failed: {info['dynamo_failed']})",
+            exit_code=exc.exit_code,
+        ) from None
+    info["opset"] = _opset_of(model)
+    if info["opset"] != opset and "opset_why" not in info:
+        info["opset_why"] = f"the dynamo graph does not convert to opset {opset}"
     set_spec(model, spec.replace(precision="fp32"))
     onnx.checker.check_model(model)
     return model, info
@@ -156,7 +225,7 @@ def export_fp32(
 def _trace(module: nn.Module, spec: ModelSpec, opset: int) -> onnx.ModelProto:
     dummy = torch.rand(1, spec.in_channels, *(round_up(EXPORT_SIZE, spec.pad_multiple),) * 2)
     buf = io.BytesIO()
-    with torch.no_grad(), _quiet():
+    with torch.no_grad(), _quiet(), _native_stdout_silenced():
         try:
             torch.onnx.export(
                 module,
@@ -176,8 +245,12 @@ def _trace(module: nn.Module, spec: ModelSpec, opset: int) -> onnx.ModelProto:
     return onnx.load_from_string(buf.getvalue())
 
 
-def _dynamo(module: nn.Module, spec: ModelSpec, opset: int) -> onnx.ModelProto:
-    """torch.export with symbolic batch, height and width (multiples of the pad multiple)."""
+def _dynamo(module: nn.Module, spec: ModelSpec, opset: int, exact: bool = True) -> onnx.ModelProto:
+    """torch.export with symbolic batch, height and width (multiples of the pad multiple).
+
+    Converted down to ``opset`` where it is older than the exporter's; if that fails, an error
+    when ``exact``, else the graph at the exporter's opset.
+    """
     from torch.export import Dim
 
     pm = spec.pad_multiple
@@ -209,11 +282,17 @@ def _dynamo(module: nn.Module, spec: ModelSpec, opset: int) -> onnx.ModelProto:
         except EdgegenError:
             raise
         except Exception as exc:  # torch.export's and onnxscript's many error types
-            raise EdgegenError(f"torch.onnx.export (dynamo) failed: {first_line(exc)}") from None
+            raise EdgegenError(f"torch.onnx.export (dynamo) failed: {root_cause(exc)}") from None
     if _opset_of(model) != opset:
         try:
-            model = onnx.version_converter.convert_version(model, opset)
+            converted = onnx.version_converter.convert_version(model, opset)
+            # The converter can write what the older opset does not have (ReduceMean-18's
+            # noop_with_empty_axes kept at ReduceMean-13): such a graph did not convert.
+            onnx.checker.check_model(converted)
+            model = converted
         except Exception as exc:  # the converter raises RuntimeError and ValueError alike
+            if not exact:
+                return model
             raise EdgegenError(
                 f"the dynamo graph does not convert to opset {opset}: {first_line(exc)}"
             ) from None
@@ -248,10 +327,17 @@ def _finish(model: onnx.ModelProto, spec: ModelSpec) -> onnx.ModelProto:
         dims[1].dim_value = channels
         dims[0].Clear()
         dims[0].dim_param = "batch"
-    for k, name in ((2, "height"), (3, "width")):
-        dim = inputs[0].type.tensor_type.shape.dim[k]
-        dim.Clear()
-        dim.dim_param = name
+    # onnxruntime takes two dims of one name to be equal and plans buffer reuse on it: the
+    # trace names an upscaler's output "height" like its input, and a graph that ran in fp32
+    # then fails in fp16 ("Shape mismatch attempting to re-use buffer"). The output's sizes
+    # get their own names, and the exporters' intermediate shapes are inferred afresh.
+    suffix = "" if spec.scale == 1 else f"_x{spec.scale}"
+    for value, tail in ((inputs[0], ""), (model.graph.output[0], suffix)):
+        for k, name in ((2, "height"), (3, "width")):
+            dim = value.type.tensor_type.shape.dim[k]
+            dim.Clear()
+            dim.dim_param = name + tail
+    del model.graph.value_info[:]
     try:
         onnx.checker.check_model(model)
         return onnx.shape_inference.infer_shapes(model, strict_mode=True)
@@ -259,20 +345,73 @@ def _finish(model: onnx.ModelProto, spec: ModelSpec) -> onnx.ModelProto:
         raise EdgegenError(f"the exported graph is not valid ONNX: {first_line(exc)}") from None
 
 
-def _agrees(model: onnx.ModelProto, module: nn.Module, spec: ModelSpec) -> None:
-    """The graph computes what the module does at :data:`PROBE_SIZES` (batch 2), else raise."""
+def _agrees(model: onnx.ModelProto, module: nn.Module, spec: ModelSpec, batch: int) -> None:
+    """The graph computes what the module does at :data:`PROBE_SIZES` and ``batch``, else
+    raise."""
     pm = spec.pad_multiple
     for h, w in PROBE_SIZES:
         h, w = round_up(h, pm), round_up(w, pm)
-        x = np.random.default_rng(h).random((2, spec.in_channels, h, w), dtype=np.float32)
+        x = np.random.default_rng(h).random((batch, spec.in_channels, h, w), dtype=np.float32)
         try:
             got = run_onnx(model, x, spec)
         except EdgegenError as exc:
-            raise EdgegenError(f"its graph fails at 2x{h}x{w}: {exc}") from None
-        with torch.no_grad():
-            want = module(torch.from_numpy(x.copy())).numpy()
+            raise EdgegenError(f"its graph fails at {batch}x{h}x{w}: {exc}") from None
+        try:
+            with torch.no_grad():
+                want = module(torch.from_numpy(x.copy())).numpy()
+        except Exception as exc:  # the module's own limit, e.g. a batch of one
+            first = first_line(exc)
+            raise EdgegenError(f"the module itself fails at {batch}x{h}x{w}: {first}") from None
         if got.shape != want.shape or float(np.abs(got - want).max()) > PROBE_TOLERANCE:
-            raise EdgegenError(f"its graph differs from the module at 2x{h}x{w}")
+            raise EdgegenError(f"its graph differs from the module at {batch}x{h}x{w}")
+
+
+def _pin_batch_if_needed(
+    model: onnx.ModelProto, module: nn.Module, spec: ModelSpec, info: dict[str, Any]
+) -> onnx.ModelProto:
+    """The trace (taken after dynamo failed) with its batch fixed at 1 where it is right for a
+    batch of one only: a network that turns ``x.shape[0]`` into a Python number (``int(n /
+    windows)``) bakes the trace's batch into its reshapes. The runtime runs such a graph one
+    image at a time. Left as it is where it is wrong at a batch of one too (verification says)."""
+    try:
+        _agrees(model, module, spec, 1)
+    except EdgegenError:
+        return model
+    try:
+        _agrees(model, module, spec, 2)
+        return model
+    except EdgegenError as exc:
+        info["batch"] = f"1 (at a batch of 2, {exc})"
+    for value in (model.graph.input[0], model.graph.output[0]):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_value = 1
+    return model
+
+
+def fixed_batch(model: onnx.ModelProto) -> bool:
+    """Whether the graph takes a batch of one only."""
+    return model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+
+
+@contextlib.contextmanager
+def _native_stdout_silenced() -> Iterator[None]:
+    """File descriptor 1 pointed at /dev/null: on a failed export the trace exporter's C++ side
+    prints the whole TorchScript graph (thousands of lines) to stdout, past Python's
+    ``sys.stdout``. edgegen reports the failure in one line instead."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 (an embedding app closed it): nothing to protect
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @contextlib.contextmanager

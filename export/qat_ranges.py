@@ -116,7 +116,7 @@ def quantize_with_qat(
     module: Any,
     result: Any,
     spec: Any,
-    opset: int,
+    opset: int | None,
     out_path: Path,
     calib: list[np.ndarray],
     per_channel: bool,

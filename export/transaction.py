@@ -27,12 +27,16 @@ from edgegen.runtime.manifest import file_entry, write_manifest
 from edgegen.runtime.spec import ModelSpec
 
 from . import fp16 as fp16_mod
-from .onnx_export import DEFAULT_OPSET, EXPORTERS, export_fp32, set_spec
+from .onnx_export import EXPORTERS, export_fp32, fixed_batch, is_own_generator, set_spec
+from .padding import with_internal_padding
 from .verify import References, Report, golden, tolerance_for, torch_references, verify
 
 # What --precision takes: the spec's precisions, and auto (the cheapest int8 meeting a target).
 EXPORT_PRECISIONS = ("fp32", "fp16", "int8", "auto")
 CALIB_METHODS = ("minmax", "entropy", "percentile")
+# Tiled against whole in fp32, above which a measured local field is taken for global: float
+# rounding alone stays far below it.
+LOCAL_TILED_LSB = 0.5
 
 
 @dataclass
@@ -41,7 +45,7 @@ class ExportConfig:
 
     out: str = "export"
     precision: tuple[str, ...] = ("fp32",)
-    opset: int = DEFAULT_OPSET
+    opset: int | None = None  # DEFAULT_OPSET, or dynamo's own where its graph cannot convert
     calib: str = "bundled"
     calib_count: int = 32
     calib_method: str = "minmax"
@@ -203,7 +207,14 @@ def _export_locked(
     if spec.provenance.edgegen_version is None:
         provenance = dataclasses.replace(spec.provenance, edgegen_version=__version__)
         spec = spec.replace(provenance=provenance)
+    padding = 1
+    if not is_own_generator(module):  # edgegen's own generators are convolutions that never pad
+        spec, padding = with_internal_padding(module, spec)
     fp32_model, export_info = export_fp32(module, spec, config.opset, config.exporter)
+    if padding > 1:
+        export_info["internal_pad_multiple"] = padding
+    # Every later graph (QAT's re-export, the auto search's) is at the opset the fp32 took.
+    config = dataclasses.replace(config, opset=export_info["opset"])
     spec = _with_field(module, spec)
     set_spec(fp32_model, spec)
     refs = torch_references(module, spec, config.val)
@@ -217,6 +228,13 @@ def _export_locked(
     except OSError as exc:  # a full disk or a vanished folder while staging: nothing renamed
         where = f" ({exc.filename})" if exc.filename else ""
         raise EdgegenError(f"export to {out} failed{where}: {exc.strerror or exc}") from None
+    except EdgegenError as exc:
+        # A message from the runtime names the file it loaded: the staged, hidden one, which
+        # is gone by the time the user reads it. Name the artifact instead.
+        message = export.final_names(str(exc))
+        if isinstance(exc, VerificationFailed) or message == str(exc):
+            raise
+        raise EdgegenError(message, exit_code=exc.exit_code) from None
     finally:
         export.clean_up()
 
@@ -265,6 +283,15 @@ class _Transaction:
             measured = tiled_error(self.fp32_tmp, self.spec, photos)
             export_info = dict(export_info, tiling=measured.to_dict())
             self.spec = self.spec.replace(tiled_max_lsb=min(255.0, measured.max_lsb))
+            if not self.spec.global_field and measured.max_lsb > LOCAL_TILED_LSB:
+                # Tiles overlapping by the measured field still differ: the field missed a
+                # dependency the probe inputs did not excite (a channel attention whose ReLU
+                # was off on them, RCAN's). What tiling may assume is what the photos show.
+                export_info["field_why"] = (
+                    f"measured {self.spec.receptive_field} px, but tiles overlapping by it "
+                    f"differ by {measured.max_lsb:.2f} LSB on the photos: recorded as global"
+                )
+                self.spec = self.spec.replace(global_field=True, receptive_field=None)
             set_spec(model, self.spec.replace(precision="fp32"))
             onnx.save(model, str(self.fp32_tmp))
         self.fp32_model, self.export_info = model, export_info
@@ -372,6 +399,12 @@ class _Transaction:
             os.replace(tmp, final)
         return ExportResult(self.out, self.artifacts, self.spec, self.export_info)
 
+    def final_names(self, text: str) -> str:
+        """``text`` with each staged file's path replaced by its artifact's name."""
+        for tmp, final in [(self.fp32_tmp, self.out / "model.fp32.onnx"), *self.staged]:
+            text = text.replace(str(tmp), final.name)
+        return text
+
     def clean_up(self) -> None:
         for tmp, _ in self.staged:
             tmp.unlink(missing_ok=True)
@@ -396,8 +429,8 @@ def _batch_failures(path: Path, refs: References) -> list[str]:
     from edgegen.runners import onnx_runner
 
     pair = [x for x, s in zip(refs.inputs, refs.samples, strict=True) if s.size == "37x53"][:2]
-    if len(pair) < 2:
-        return []
+    if len(pair) < 2 or fixed_batch(onnx.load(str(path), load_external_data=False)):
+        return []  # a graph for a batch of one says so; the runtime runs it image by image
     runner = onnx_runner(path, "onnxruntime", "cpu")
     try:
         together = runner.infer(np.concatenate(pair))

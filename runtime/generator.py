@@ -252,6 +252,9 @@ class Generator:
         hw = [inputs[0].shape[a] for a in ((2, 3) if self.spec.layout == "NCHW" else (1, 2))]
         # A model exported for one size (many third-party ONNX files are) takes no other.
         self._fixed_hw = tuple(hw) if all(isinstance(d, int) and d > 0 for d in hw) else None
+        # A graph for a batch of one (its exporter baked the batch into a reshape; many
+        # third-party files too) runs a batch image by image.
+        self._single = inputs[0].shape[0] == 1
         self._input_dtype = _FLOAT_TYPES[inputs[0].type]
         self._output_dtype = _FLOAT_TYPES[outputs[0].type]
 
@@ -282,6 +285,8 @@ class Generator:
                     f"{self.path} takes only {fh}x{fw} inputs (its input shape is fixed), "
                     f"got {got[0]}x{got[1]}"
                 )
+        if self._single and x.shape[0] > 1:
+            return np.concatenate([self.infer(x[k : k + 1]) for k in range(x.shape[0])])
         if self._bindings is not None:
             out = self._bindings.get(x.shape, self._output_shape(x.shape))(x)
         else:

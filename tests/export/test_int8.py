@@ -333,7 +333,8 @@ def test_failure_mid_way_keeps_the_previous_file(
     out_dir.mkdir()
     out = out_dir / "model.int8.onnx"
     out.write_bytes(b"previous")
-    with pytest.raises(RuntimeError, match="killed"):
+    # The crash surfaces as one line, as any failure inside onnxruntime's quantizer does.
+    with pytest.raises(EdgegenError, match="int8 calibration failed: killed"):
         quantize_int8(fp32[0], out, calib, progress=False)
     assert out.read_bytes() == b"previous"
     assert [p.name for p in out_dir.iterdir()] == [out.name]

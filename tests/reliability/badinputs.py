@@ -267,6 +267,53 @@ def pickle_file(name: str) -> Callable[[Env], Path]:
     return make
 
 
+def state_dict_file(env: Env) -> Path:
+    """A .pth state dict whose keys match no architecture spandrel knows."""
+    import torch
+
+    path = env.path("x.pth")
+    torch.save({"encoder.w": torch.zeros(3, 3), "decoder.w": torch.zeros(3)}, path)
+    return path
+
+
+def truncated_safetensors(env: Env) -> Path:
+    from safetensors.numpy import save
+
+    data = save({"conv.weight": np.zeros((8, 3, 3, 3), np.float32)})
+    path = env.path("w.safetensors")
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+USER_MODULE = """
+import torch
+from torch import nn
+
+
+def not_a_module():
+    return {"conv": 1}
+
+
+class Pair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv(x), x
+
+
+def pair():
+    return Pair()
+"""
+
+
+def user_module(env: Env) -> Path:
+    path = env.path("nets.py")
+    path.write_text(USER_MODULE)
+    return path
+
+
 def random_bytes(name: str) -> Callable[[Env], Path]:
     def make(env: Env) -> Path:
         path = env.path(name)
@@ -867,6 +914,24 @@ CASES: list[Case] = [
     Case("export-folder-without-checkpoint", "export", "a folder that holds no run",
          lambda e: ["export", str(photos_folder(e)), "--out", e.out()], 2,
          ("holds no checkpoint",)),
+    Case("export-pth-pickle", "export", "a .pth whose pickle runs a command: never unpickled",
+         lambda e: ["export", str(pickle_file("model.pth")(e)), "--out", e.out()], 2,
+         ("model.pth holds pickled Python objects", "state_dict()"), marker="UNPICKLED"),
+    Case("export-state-dict-unknown", "export", "a state dict of no known architecture",
+         lambda e: ["export", str(state_dict_file(e)), "--out", e.out()], 2,
+         ("no known architecture matches its keys", "--module")),
+    Case("export-safetensors-truncated", "export", "a plain .safetensors cut in half",
+         lambda e: ["export", str(truncated_safetensors(e)), "--out", e.out()], 2,
+         ("w.safetensors is not a readable safetensors",)),
+    Case("export-module-not-importable", "export", "--module names nothing importable",
+         lambda e: ["export", "--module", "no_such_pkg.nets:make", "--out", e.out()], 2,
+         ("cannot import no_such_pkg.nets",)),
+    Case("export-module-not-a-module", "export", "a factory that returns a dict",
+         lambda e: ["export", "--module", f"{user_module(e)}:not_a_module", "--out", e.out()], 2,
+         ("returned dict, not a torch nn.Module",)),
+    Case("export-module-not-an-image", "export", "a module whose output is not an image",
+         lambda e: ["export", "--module", f"{user_module(e)}:pair", "--out", e.out()], 2,
+         ("not an image", "tuple")),
     Case("export-out-is-a-file", "export", "--out names an existing file",
          lambda e: ["export", str(e.ckpt), "--out", str(a_file(e))], 2,
          ("notes.txt", "not writable")),
