@@ -9,7 +9,7 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check 
 # The top-level folders that are packages of edgegen (edgegen.<folder>), lowest layer first.
 PACKAGES := runtime runners evaluation train export pipeline cli models
 
-.PHONY: install lint typecheck test demo models clean
+.PHONY: install lint typecheck test test-ecosystem demo models clean
 
 install: $(STAMP)
 
@@ -37,6 +37,11 @@ typecheck: install
 
 test: lint typecheck
 	$(BIN)/python -m pytest -q
+
+# Every architecture of the ecosystem zoo through export (make test runs a few): about 15
+# minutes on 2 cores.
+test-ecosystem: install
+	EDGEGEN_ECOSYSTEM=all $(BIN)/python -m pytest -q tests/export/test_ecosystem.py
 
 # Train, export (fp32, fp16, int8, auto), verify, compare and write the HTML report: the whole
 # flow in a few minutes on 2 cores (edgegen pipeline prints each stage's duration).
