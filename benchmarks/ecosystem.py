@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -111,7 +112,29 @@ def _cell(value: Any) -> str:
     if text == "pass":
         return "pass"
     if text.startswith("FAIL: "):
-        text = text[len("FAIL: ") :].split(": ", 1)[-1]
+        text = text[len("FAIL: ") :]
+    return _short(text)
+
+
+# What a table cell drops of a failure: the steps that led to the cause (which exporter, which
+# input), the node's name, and everything after the cause's first sentence.
+_LEADS = (
+    re.compile(r"^torch\.onnx\.export \((?:trace|dynamo)\) failed(?: at opset \d+)?: "),
+    re.compile(r"^the exported graph fails on onnxruntime at \d+x\d+: "),
+    re.compile(r"^the graph failed on a [0-9x]+ input: "),
+    re.compile(r"^\w+ at (?:batch \d+|\d+x\d+): "),
+)
+
+
+def _short(reason: str) -> str:
+    """A failure's cause in a few words: ``Unsupported: ONNX export of operator Sort``."""
+    text = reason.split(" (the trace, after")[0]
+    for lead in _LEADS:
+        text = lead.sub("", text)
+    text = re.sub(r" node '[^']*'", " node", text)
+    text = re.split(r"\. |\s\[|, Out parameter", text)[0].strip().rstrip(".")
+    if len(text) > 90:
+        text = text[:89].rstrip() + "…"
     return text.replace("|", "/")
 
 
@@ -124,8 +147,7 @@ def table(path: Path) -> str:
     ]
     for row in data["rows"]:
         if "error" in row:
-            reason = row["error"].split(" (the trace, after")[0]
-            lines.append(f"| {row['arch']} | — | fails: {_cell(reason)} | — | — | — | — |")
+            lines.append(f"| {row['arch']} | — | fails: {_short(row['error'])} | — | — | — | — |")
             continue
         field = row["receptive_field"]
         tiled = row["tiled_max_lsb"]

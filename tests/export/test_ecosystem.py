@@ -206,12 +206,16 @@ def test_fp32(arch: str, tmp_path: Path, held_out: Path) -> None:
 
 
 @pytest.mark.parametrize("arch", selected(sorted(NAMED)))
-def test_named_failure(arch: str, tmp_path: Path, held_out: Path) -> None:
+def test_named_failure(
+    arch: str, tmp_path: Path, held_out: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises((EdgegenError, VerificationFailed)) as failed:
         _, failures = export(arch, tmp_path, held_out, ("fp32",))
         if failures:
             raise VerificationFailed(failures, [])
     assert NAMED[arch] in str(failed.value) and "\n" not in str(failed.value)
+    # A failed trace prints its whole TorchScript graph from C++ unless export silences it.
+    assert "Torch IR graph" not in capfd.readouterr().out
 
 
 def test_the_zoo_covers_thirty_architectures() -> None:

@@ -18,7 +18,7 @@ from clitools import assert_one_line_error, run_edgegen
 from tinymodels import photo
 from torch import nn
 
-from edgegen.export.transaction import ExportConfig, export_module
+from edgegen.export.transaction import ExportConfig, VerificationFailed, export_module
 from edgegen.runtime.errors import EdgegenError
 from edgegen.runtime.generator import Generator, TilingWarning
 from edgegen.runtime.spec import ModelSpec
@@ -206,6 +206,38 @@ def test_a_network_for_a_batch_of_one_exports_with_its_batch_fixed_and_runs_one_
     with torch.no_grad():
         want = np.concatenate([net(torch.from_numpy(x[i : i + 1].copy())).numpy() for i in (0, 1)])
     assert got.shape == want.shape and float(np.abs(got - want).max()) < 1e-4
+
+
+class BatchMean(nn.Module):
+    """Each image shifted by the mean over the batch: a batch is not its images alone. With
+    ``bright``, every pixel is far above white, where the shift is invisible."""
+
+    def __init__(self, bright: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.offset = 10.0 if bright else 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.offset + self.conv(x) + 0.05 * x.mean(dim=0, keepdim=True)
+
+
+def test_a_graph_that_mixes_the_images_of_a_batch_is_a_failed_export(tmp_path):
+    torch.manual_seed(0)
+    config = ExportConfig(out=str(tmp_path), exporter="trace", **FAST)
+    with pytest.raises(VerificationFailed) as failed:
+        export_module(BatchMean(bright=False), _spec(), config)
+    assert [f for f in failed.value.failures if f.startswith("fp32 at batch 2: ")], failed.value
+    assert "differently from its images alone (max " in str(failed.value.failures)
+    assert not list(tmp_path.glob("model.*"))
+
+
+def test_the_batch_check_compares_the_images_a_person_sees(tmp_path):
+    """Raw outputs far outside [0, 1] that differ between a batch and its images alone, while
+    the clipped images are equal: the check passes, as verification does."""
+    torch.manual_seed(0)
+    config = ExportConfig(out=str(tmp_path), exporter="trace", **FAST)
+    result = export_module(BatchMean(bright=True), _spec(), config)
+    assert result.artifacts[0].report is not None and result.artifacts[0].report.passed
 
 
 class SharedBias(nn.Module):
