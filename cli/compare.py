@@ -209,7 +209,7 @@ def _print(result: CompareResult, fmt: str, output: Path | None) -> None:
 
     if output is not None:
         _write_output(render(result, fmt), output)
-        click.echo(f"{'PASS' if result else 'FAIL'}: report written to {output}")
+        click.echo(f"{result.verdict}: report written to {output}")
     elif fmt == "table" and sys.stdout.isatty() and importlib.util.find_spec("rich"):
         _rich_table(result)
     else:

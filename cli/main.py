@@ -10,6 +10,7 @@ Exit codes: 0 success; 1 a check ran and failed; 2 a usage or input error (one l
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
@@ -74,6 +75,34 @@ class LazyGroup(click.Group):
         if cmd_name in SUBCOMMANDS and cmd_name not in self.commands:
             return _Placeholder(cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # click suggests only among the commands registered up front (none here: they are
+        # lazy), and only since 8.4; a mistyped command gets its "Did you mean" here. A name
+        # that looks like an option (not alphanumeric first) is left to click, which parses it.
+        name = click.utils.make_str(args[0]) if args else ""
+        if (
+            name[:1].isalnum()
+            and not ctx.resilient_parsing
+            and self.get_command(ctx, name) is None
+            and ctx.token_normalize_func is None
+        ):
+            raise click.UsageError(no_such_command(name, self.list_commands(ctx)), ctx)
+        return super().resolve_command(ctx, args)
+
+
+def no_such_command(name: str, commands: list[str]) -> str:
+    """click's wording for an unknown command, with the closest commands as its suggestions
+    (worded as click words them for a mistyped option)."""
+    message = f"No such command {name!r}."
+    close = difflib.get_close_matches(name, commands)
+    if len(close) == 1:
+        return f"{message} Did you mean {close[0]!r}?"
+    if close:
+        return f"{message} (Did you mean one of: {', '.join(map(repr, close))}?)"
+    return message
 
 
 class _Placeholder(click.Command):

@@ -14,7 +14,7 @@ import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from edgegen.runtime.session import create_session
 from edgegen.runtime.session_config import SessionConfig
 from edgegen.runtime.spec import ModelSpec
 
+from .formats import Column, cells, text_table
 from .timing import Call, time_alternating
 
 
@@ -103,23 +104,29 @@ class BenchResult:
             "rows": [asdict(r) for r in self.rows],
         }
 
+    # header, BenchRow field, format: a missing value (None) is "-", padded like the others.
+    COLUMNS: ClassVar[tuple[Column, ...]] = (
+        ("model", "model", "s"),
+        ("provider", "provider", "s"),
+        ("size", "size", "s"),
+        ("batch", "batch", "d"),
+        ("p50 ms", "median_ms", ".2f"),
+        ("p95 ms", "p95_ms", ".2f"),
+        ("img/s", "images_per_s", ".1f"),
+        ("GFLOP", "gflop", ".2f"),
+        ("GFLOP/s", "gflop_per_s", ".1f"),
+        ("% ceil", "pct_of_ceiling", ".1f"),
+        ("vs fp32", "speedup", "s"),  # "1.25x"
+    )
+
     def table(self) -> str:
-        head = (
-            f"{'model':>22} {'provider':>9} {'size':>9} {'batch':>5} {'p50 ms':>8} "
-            f"{'p95 ms':>8} {'img/s':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'% ceil':>7} {'vs fp32':>8}"
-        )
-        lines = [head]
-        for r in self.rows:
-
-            def f(v: float | None, fmt: str) -> str:
-                return format(v, fmt) if v is not None else "-"
-
-            lines.append(
-                f"{r.model:>22} {r.provider:>9} {r.size:>9} {r.batch:>5} {r.median_ms:8.2f} "
-                f"{r.p95_ms:8.2f} {r.images_per_s:8.1f} {f(r.gflop, '7.2f')} "
-                f"{f(r.gflop_per_s, '8.1f')} {f(r.pct_of_ceiling, '7.1f')} "
-                f"{f(r.speedup, '7.2f')}x"
-            )
+        """Right-aligned columns as wide as their widest cell, so that a missing value or a
+        long model name never shifts the columns after it."""
+        records = [
+            {**asdict(r), "speedup": None if r.speedup is None else f"{r.speedup:.2f}x"}
+            for r in self.rows
+        ]
+        lines = text_table(cells(self.COLUMNS, records))
         if self.ceiling_gflop_per_s is not None:
             lines.append(
                 f"ceiling: onnxruntime float32 2048x2048 MatMul, {self.ceiling_gflop_per_s:.1f} "

@@ -74,6 +74,7 @@ VARIANT_KEYS = (
 )
 DEVICE_NAMES = ("cpu", "cuda", "tensorrt")
 CROP = 192  # the largest side, in output pixels, of the crops kept for the report
+NO_THRESHOLDS = "no thresholds set"  # the verdict when nothing was checked: not a PASS
 
 Ssim = Callable[[np.ndarray, np.ndarray], float]
 
@@ -312,6 +313,31 @@ class Thresholds:
             "max_psnr_drop": self.max_psnr_drop,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Thresholds:
+        """The inverse of :meth:`to_dict` (a missing key or ``None``: not checked)."""
+        data = data or {}
+        return cls(data.get("max_lsb"), data.get("min_psnr"), data.get("max_psnr_drop"))
+
+    def describe(self) -> list[str]:
+        """One readable line per threshold that is set, with its option; [] when none is."""
+        lines = []
+        if self.max_lsb is not None:
+            lines.append(f"max LSB ≤ {_number(self.max_lsb)} (--max-lsb)")
+        if self.min_psnr is not None:
+            lines.append(f"PSNR vs reference ≥ {_number(self.min_psnr)} dB (--min-psnr)")
+        if self.max_psnr_drop is not None:
+            lines.append(
+                f"PSNR vs ground truth at most {_number(self.max_psnr_drop)} dB below the "
+                "reference's (--max-psnr-drop)"
+            )
+        return lines
+
+
+def _number(value: float) -> str:
+    """A threshold as the user would write it: 2, 0.5, 40 (not 2.0, 40.0)."""
+    return format(value, ".10g")
+
 
 def threshold_failures(where: str, row: SizeRow, limits: Thresholds) -> list[str]:
     """One line per broken threshold, naming ``where`` (variant on provider) and the size."""
@@ -444,6 +470,19 @@ class CompareResult:
     def passed(self) -> bool:
         return not self.failures
 
+    @property
+    def thresholds(self) -> Thresholds:
+        """The thresholds the comparison checked (from :attr:`settings`)."""
+        return Thresholds.from_dict(self.settings.get("thresholds"))
+
+    @property
+    def verdict(self) -> str:
+        """``PASS`` or ``FAIL``; ``no thresholds set`` when nothing was checked (the result is
+        still truthy: nothing failed)."""
+        if self.failures:
+            return "FAIL"
+        return "PASS" if self.thresholds.describe() else NO_THRESHOLDS
+
     def __bool__(self) -> bool:
         return self.passed
 
@@ -475,7 +514,7 @@ class CompareResult:
                 f"first call {v.first_call_ms:.1f} ms"
             )
         lines += [f"FAIL: {f}" for f in self.failures]
-        lines.append("PASS" if self.passed else "FAIL")
+        lines.append(self.verdict)
         return lines
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from edgegen.runtime.files import atomic_write_text
 from edgegen.runtime.images import resize
 
-from .compare import CompareResult, VariantResult
+from .compare import NO_THRESHOLDS, CompareResult, VariantResult
 from .formats import cells
 
 # Colormap stops (position, RGB): black, purple, red, orange, pale yellow (an inferno-like ramp).
@@ -43,6 +43,7 @@ table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 th,td{border:1px solid #ccc;padding:.2em .5em;text-align:right}
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
 .pass{color:#0a7a2a;font-weight:bold}.fail{color:#b00020;font-weight:bold}
+.unchecked{color:#555;font-weight:bold}
 .row{display:flex;flex-wrap:wrap;gap:.6em;align-items:flex-start}
 figure{margin:0}figcaption{font-size:.8em;color:#444;max-width:200px}
 img{image-rendering:pixelated;border:1px solid #ddd}
@@ -144,6 +145,18 @@ def latency_svg(labels: Sequence[str], p50: Sequence[float], p95: Sequence[float
     return "".join(parts)
 
 
+_UNCHECKED = (
+    f"{NO_THRESHOLDS} (--max-lsb, --min-psnr, --max-psnr-drop): the metrics are shown, "
+    "nothing is checked"
+)
+
+
+def _badge(verdict: str) -> str:
+    """A verdict as a coloured span: PASS green, FAIL red, no thresholds set neutral grey."""
+    css = {"PASS": "pass", "FAIL": "fail"}.get(verdict, "unchecked")
+    return f'<span class="{css}">{html.escape(verdict)}</span>'
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
@@ -160,7 +173,7 @@ def _variant_section(
     shared: Sequence[tuple[tuple[np.ndarray, str], ...]],
 ) -> str:
     name = f"{v.name} on {v.provider}"
-    status = '<span class="pass">PASS</span>' if v.passed else '<span class="fail">FAIL</span>'
+    status = _badge("FAIL" if v.failures else result.verdict)
     parts = [
         f'<section class="variant" id="{html.escape(v.name)}-{html.escape(v.provider)}">',
         f"<h2>{html.escape(name)} {status}</h2>",
@@ -212,22 +225,25 @@ def render_report(result: CompareResult) -> str:
     settings = result.settings
     ref_line = ", ".join(f"{r['size']} GT PSNR {r['gt_psnr']:.2f} dB" for r in ref.get("rows", []))
     bar = colormap(np.linspace(0.0, 1.0, 256, dtype=np.float32)[None, :].repeat(12, axis=0))
-    status = "PASS" if result.passed else "FAIL"
+    status = result.verdict
+    limits = result.thresholds.describe()
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "img-src data:; style-src 'unsafe-inline'\">",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>edgegen compare: {status}</title><style>{_CSS}</style></head><body>",
-        f'<h1>edgegen compare: <span class="{status.lower()}">{status}</span></h1>',
+        f"<title>edgegen compare: {html.escape(status)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>edgegen compare: {_badge(status)}</h1>",
         f"<p>reference {html.escape(str(ref['name']))} ({html.escape(str(ref['kind']))}, "
         f"{html.escape(', '.join(ref['providers_ran']))}): {html.escape(ref_line)}</p>",
         f"<p>photos: {html.escape(', '.join(settings.get('photos', [])))}; sizes: "
         f"{html.escape(', '.join(settings.get('sizes', [])))}; providers: "
         f"{html.escape(', '.join(settings.get('providers', [])))}; repeats: "
-        f"{settings.get('repeats')}; thresholds: "
-        f"{html.escape(str(settings.get('thresholds')))}</p>",
+        f"{settings.get('repeats')}</p>",
+        '<p class="thresholds">'
+        + html.escape(f"thresholds: {', '.join(limits)}" if limits else _UNCHECKED)
+        + "</p>",
     ]
     if result.failures:
         parts.append(

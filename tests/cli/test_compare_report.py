@@ -142,3 +142,85 @@ def test_sr_crops_line_up_on_the_scale_grid(tmp_path):
         if kind != "colorbar":
             assert _decode(uri).size == (192, 192), alt
     assert "0 to 1 LSB (max here 0)" in text  # identical outputs: a 1 LSB scale, all black
+
+
+def _built_result(thresholds, failures=()):  # type: ignore[no-untyped-def]
+    """A CompareResult made by hand (no model runs): one int8 variant at one size, no crops."""
+    from edgegen.evaluation.compare import CompareResult, SizeRow, VariantResult
+
+    row = SizeRow(size="37x53", images=3, max_lsb=1.5, mean_lsb=0.1, pct_over_1lsb=0.2,
+                  psnr_vs_ref=45.0, ssim_vs_ref=None, gt_psnr=29.0, gt_ssim=None,
+                  ref_gt_psnr=29.1, ref_gt_ssim=None, gt_psnr_drop=0.1, latency_p50_ms=1.0,
+                  latency_p95_ms=1.2)  # fmt: skip
+    variant = VariantResult(failures=list(failures), name="model.int8.onnx",
+                            path="model.int8.onnx", precision="int8", provider="cpu",
+                            providers_ran=["CPUExecutionProvider"], model_bytes=1000,
+                            first_call_ms=3.0, latency_p50_ms=1.0, latency_p95_ms=1.2,
+                            rows=[row])  # fmt: skip
+    reference = {"name": "model.fp32.onnx", "kind": "onnx",
+                 "providers_ran": ["CPUExecutionProvider"], "latency_p50_ms": 2.0,
+                 "latency_p95_ms": 2.5,
+                 "rows": [{"size": "37x53", "images": 3, "gt_psnr": 29.1,
+                           "gt_ssim": None}]}  # fmt: skip
+    settings = {"photos": ["chelsea"], "sizes": ["37x53"], "providers": ["cpu"], "repeats": 1,
+                "thresholds": thresholds.to_dict()}  # fmt: skip
+    return CompareResult(settings, reference, [variant])
+
+
+def _headline(text: str) -> str:
+    match = re.search(r"<h1>edgegen compare: (.*?)</h1>", text)
+    assert match, text[:300]
+    return match.group(1)
+
+
+def test_report_lists_the_thresholds_that_were_set():
+    from edgegen.evaluation.compare import Thresholds
+    from edgegen.evaluation.report import render_report
+
+    text = render_report(_built_result(Thresholds(max_lsb=2.0, min_psnr=40.0)))
+    line = re.search(r'<p class="thresholds">(.*?)</p>', text)
+    assert line, text
+    assert line.group(1) == (
+        "thresholds: max LSB ≤ 2 (--max-lsb), PSNR vs reference ≥ 40 dB (--min-psnr)"
+    )
+    assert "None" not in text and "{&#x27;" not in text and "max_lsb" not in text
+    assert _headline(text) == '<span class="pass">PASS</span>'
+
+    text = render_report(_built_result(Thresholds(max_psnr_drop=0.25)))
+    assert "PSNR vs ground truth at most 0.25 dB below the reference&#x27;s" in text
+
+
+def test_report_without_thresholds_says_so_instead_of_pass(tmp_path, capsys):
+    from edgegen.cli.compare import _print
+    from edgegen.evaluation.compare import Thresholds
+    from edgegen.evaluation.formats import render
+    from edgegen.evaluation.report import render_report
+
+    result = _built_result(Thresholds())
+    assert result  # nothing failed: still truthy, the exit code stays 0
+    text = render_report(result)
+    assert _headline(text) == '<span class="unchecked">no thresholds set</span>'
+    assert "<title>edgegen compare: no thresholds set</title>" in text
+    assert 'class="pass"' not in text and "PASS" not in text  # nor in the variant's heading
+    assert "<h2>model.int8.onnx on cpu " in text
+    assert re.search(r"\.unchecked\{color:#555;", text)  # grey, not the green of .pass
+    assert (
+        '<p class="thresholds">no thresholds set (--max-lsb, --min-psnr, --max-psnr-drop)' in text
+    )
+
+    # The terminal says the same: the table's last line, and the line after --output.
+    assert render(result, "table").splitlines()[-1] == "no thresholds set"
+    assert render(result, "markdown").splitlines()[-1] == "- no thresholds set"
+    _print(result, "json", tmp_path / "r.json")
+    assert (
+        capsys.readouterr().out == f"no thresholds set: report written to {tmp_path / 'r.json'}\n"
+    )
+    assert json.loads((tmp_path / "r.json").read_text())["passed"] is True
+
+    checked = _built_result(Thresholds(max_lsb=64))
+    assert render(checked, "table").splitlines()[-1] == "PASS"
+    broken = _built_result(Thresholds(max_lsb=1), ["model.int8.onnx on cpu at 37x53: too far"])
+    assert render(broken, "table").splitlines()[-1] == "FAIL"
+    page = render_report(broken)
+    assert _headline(page) == '<span class="fail">FAIL</span>'
+    assert '<h2>model.int8.onnx on cpu <span class="fail">FAIL</span></h2>' in page

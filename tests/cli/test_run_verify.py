@@ -117,6 +117,31 @@ def test_help_lists_run_and_verify():
     assert proc.returncode == 0 and "Exit codes" in proc.stdout
 
 
+def test_a_mistyped_command_names_the_nearest_one():
+    proc = run_edgegen("trian")
+    assert_one_line_error(proc)
+    assert proc.stderr == "edgegen: error: No such command 'trian'. Did you mean 'train'?\n"
+    assert proc.stdout == ""
+    # Its own arguments do not matter: the command name is wrong, nothing else is parsed.
+    assert_one_line_error(run_edgegen("verfy", "--device", "cpu"), "Did you mean 'verify'?")
+    nothing_close = run_edgegen("xyzzy")
+    assert_one_line_error(nothing_close, "No such command 'xyzzy'.")
+    assert "Did you mean" not in nothing_close.stderr
+    # A mistyped option of the group still gets click's own suggestion, in the same format.
+    assert_one_line_error(run_edgegen("--verz"), "No such option '--verz'. Did you mean")
+
+
+def test_no_such_command_words_several_matches_as_click_does():
+    from edgegen.cli.main import no_such_command
+
+    commands = ["bench", "compare", "export", "models", "run"]
+    assert no_such_command("exprot", commands) == "No such command 'exprot'. Did you mean 'export'?"
+    assert no_such_command("model", ["models", "modes"]) == (
+        "No such command 'model'. (Did you mean one of: 'models', 'modes'?)"
+    )
+    assert no_such_command("zzz", commands) == "No such command 'zzz'."
+
+
 def test_batched_run_writes_what_one_by_one_does(models, tmp_path):
     src = tmp_path / "in"
     src.mkdir()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from clitools import assert_one_line_error, run_edgegen
 from tinymodels import exported
 
-from edgegen.evaluation.bench import bench, conv_gflop, matmul_ceiling
+from edgegen.evaluation.bench import BenchResult, BenchRow, bench, conv_gflop, matmul_ceiling
 from edgegen.runners import onnx_runner
 from edgegen.runtime.spec import ModelSpec
 
@@ -80,3 +81,36 @@ def test_bench_times_the_checkpoint_in_pytorch(tmp_path):
     names = [r.model for r in result.rows]
     assert names == ["model.fp32.onnx", "torch eager", "torch channels_last"]
     assert all(r.speedup is not None and r.speedup > 0 for r in result.rows)
+
+
+def _ends(line: str) -> list[int]:
+    """Where each run of non-blanks ends: a right-aligned column's right edge."""
+    return [m.end() for m in re.finditer(r"\S+", line)]
+
+
+def test_bench_table_columns_line_up_when_values_are_missing():
+    def row(model, provider, gflop, rate, pct, speedup):  # type: ignore[no-untyped-def]
+        return BenchRow(model, provider, "256x256", 1, 12.345, 13.5, 81.0, gflop, rate, pct,
+                        speedup)  # fmt: skip
+
+    result = BenchResult({}, 150.0, [
+        row("model.fp32.onnx", "cpu", 1.15, 93.2, 62.1, 1.0),
+        row("user_net.int8.onnx", "cpu", None, None, None, 2.5),  # an architecture without FLOPs
+        row("realesrgan-x4plus-anime.fp16.onnx", "cuda", 1.15, 1234.5, None, None),
+    ])  # fmt: skip
+    lines = result.table().splitlines()
+    header, rows, ceiling = lines[0], lines[1:4], lines[4]
+    assert ceiling.startswith("ceiling: ")
+    # Right-aligned columns: every row ends its cells where the others do, the header too.
+    edges = _ends(rows[0])
+    assert len(edges) == 11
+    assert all(_ends(r) == edges for r in rows), "\n".join(lines)
+    assert set(edges) <= set(_ends(header)), "\n".join(lines)
+    assert len({len(line) for line in (header, *rows)}) == 1
+    # The missing values are placeholders at their columns' edges, under their headers.
+    for name, k in (("GFLOP", 7), ("GFLOP/s", 8), ("% ceil", 9)):
+        end = header.index(name) + len(name)
+        assert end == edges[k]
+        assert rows[1][end - 1] == "-" and rows[1][end - 2] == " "
+    assert rows[2][edges[9] - 1] == "-" and rows[2].endswith(" -")
+    assert rows[0].endswith("1.00x") and rows[1].endswith("2.50x")
