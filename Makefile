@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
 # The top-level folders that are packages of edgegen (edgegen.<folder>), lowest layer first.
-PACKAGES := runtime runners evaluation train export pipeline cli models
+PACKAGES := runtime cluster runners evaluation train export pipeline cli models
 
 .PHONY: install lint typecheck test test-ecosystem demo models clean
 
@@ -16,7 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) pip setuptools
-	$(PIP_INSTALL) -e '.[cpu,train,dev]'
+	$(PIP_INSTALL) -e '.[cpu,train,cluster,dev]'
 	# spandrel without its torchvision: PyPI's torchvision does not import beside the CPU torch
 	# build; edgegen stands in for it (only LaMa and RestoreFormer call it).
 	$(PIP_INSTALL) --no-deps spandrel einops
@@ -35,8 +35,12 @@ typecheck: install
 	$(BIN)/mypy $(foreach d,$(PACKAGES),-p edgegen.$(d))
 	$(BIN)/mypy --strict examples scripts
 
+# pytest-xdist: one worker per core. Most tests wait on a subprocess (the CLI as a user runs
+# it) or on one onnxruntime call, so two workers on 2 cores cut the suite by a third.
+TEST_WORKERS ?= auto
+
 test: lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 # Every architecture of the ecosystem zoo through export (make test runs a few): about 15
 # minutes on 2 cores.

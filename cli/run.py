@@ -65,6 +65,32 @@ _Item = TypeVar("_Item")
     is_flag=True,
     help="Load MODEL even if its sha256 differs from the manifest.json beside it.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local: this process. dask: a dask.distributed cluster (edgegen[cluster]); inputs and "
+    "OUTDIR must be on a filesystem every worker sees.",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="dask: the scheduler to use (tcp://HOST:PORT). [default: a local cluster]",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="dask: worker processes of the local cluster. [default: one per core]",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="dask: how often a job that raised is retried before its images are listed as failed.",
+)
 @session_options
 def run(
     args: tuple[str, ...],
@@ -79,6 +105,10 @@ def run(
     progress: bool | None,
     overwrite: bool,
     no_verify: bool,
+    engine: str,
+    address: str | None,
+    workers: int | None,
+    retries: int,
     **session: Any,
 ) -> int:
     """Run MODEL on image files, folders or globs (INPUTS); write OUTDIR/<stem>.png for each.
@@ -97,6 +127,12 @@ def run(
     must match (--no-verify skips the check). Ctrl-C stops the running inference at once
     (exit 130); outputs written before it are complete, and a rerun does the rest.
 
+    --engine dask runs the same on a dask.distributed cluster: a local one of --workers
+    processes, or the scheduler at --address. Each worker opens the model once (its bytes are
+    shipped to it and checked against their sha256) and reads and writes the files itself. A
+    job that raises is retried (--retries); one whose worker dies runs again elsewhere, and the
+    run says how many images that redid. Exit codes are the same.
+
     \b
     Exit codes:
       0  every image was processed (or its output already existed)
@@ -109,6 +145,8 @@ def run(
     from edgegen.runtime.generator import Generator
     from edgegen.runtime.limits import cap_threads
 
+    if engine == "local" and (address is not None or workers is not None):
+        raise EdgegenError("--address and --workers are options of --engine dask")
     model, inputs = pick_model(args, model_name)
     files.check_outdir(outdir, inputs)
     found = files.collect_inputs(inputs, outdir)
@@ -134,22 +172,99 @@ def run(
             err=True,
         )
     show = progress if progress is not None else sys.stderr.isatty()
-    failures = files.run_files(
-        gen,
-        pairs,
-        batch,
-        single=len(found) == 1,
-        warn=lambda line: click.echo(f"edgegen: warning: {line}", err=True),
-        written=None if show else lambda src, dst: click.echo(f"{src} -> {dst}"),
-        progress=lambda groups: _progress(groups, show),
-        timeout=timeout,
-    )
+    if engine == "dask" and pairs:
+        del gen  # checked here (file, manifest, spec); each worker opens its own
+        failures = _run_on_dask(
+            model, pairs, batch, overwrite, show, address, workers, retries, timeout,
+            dict(device=device, threads=threads, tile=tile, overlap=overlap, session=session),
+        )  # fmt: skip
+        if failures and len(found) == 1:  # a single input that fails is an error, as below
+            raise EdgegenError(failures[0])
+    else:
+        failures = _run_here(gen, pairs, batch, len(found) == 1, show, timeout)
     if failures:
         click.echo(f"edgegen: {len(failures)} of {len(found)} image(s) failed:", err=True)
         for line in failures:
             click.echo(f"  {line}", err=True)
         return 1
     return 0
+
+
+def _run_here(
+    gen: Any, pairs: list[Any], batch: int, single: bool, show: bool, timeout: float | None
+) -> list[str]:
+    from edgegen.runtime import batch as files
+
+    return files.run_files(
+        gen,
+        pairs,
+        batch,
+        single=single,
+        warn=lambda line: click.echo(f"edgegen: warning: {line}", err=True),
+        written=None if show else lambda src, dst: click.echo(f"{src} -> {dst}"),
+        progress=lambda groups: _progress(groups, show),
+        timeout=timeout,
+    )
+
+
+def _run_on_dask(
+    model: Path,
+    pairs: list[Any],
+    batch: int,
+    overwrite: bool,
+    show: bool,
+    address: str | None,
+    workers: int | None,
+    retries: int,
+    timeout: float | None,
+    options: dict[str, Any],
+) -> list[str]:
+    """``pairs`` through a dask cluster, a progress bar (or the ``src -> dst`` lines) fed
+    from the jobs as they finish."""
+    from edgegen.cluster import dask_engine
+    from edgegen.cluster.jobs import FileJob, GeneratorOptions, JobResult, ModelFile
+    from edgegen.runtime.files import remove_temps_of
+
+    session = tuple(sorted(options.pop("session").items()))
+    bar = _bar(len(pairs), show)
+
+    def done(result: JobResult, images: int) -> None:
+        if bar is not None:
+            bar.update(images)
+        else:
+            for src, dst in result.written:
+                click.echo(f"{src} -> {dst}")
+
+    try:
+        with dask_engine.dask_client(address, workers) as client:
+            job = FileJob(
+                ModelFile.ship(model),
+                GeneratorOptions(session=session, **options),
+                batch=batch,
+                overwrite=overwrite,
+                jobs_per_machine=dask_engine.jobs_per_machine(client),
+                timeout=timeout,
+            )
+            paths = [(str(src), str(dst)) for src, dst in pairs]
+            groups = dask_engine.job_groups(paths, batch, dask_engine.cluster_threads(client))
+            run = dask_engine.run_groups(client, job, groups, retries=retries, done=done)
+    finally:
+        if bar is not None:
+            bar.close()
+        # Closing the local cluster stops its workers, mid-write when interrupted.
+        remove_temps_of(Path(dst) for _, dst in pairs)
+    if run.rerun:
+        click.echo(f"edgegen: {run.rerun} image(s) ran again after their worker was lost", err=True)
+    return run.failures
+
+
+def _bar(total: int, show: bool) -> Any:
+    """A tqdm bar over ``total`` images, when wanted and installed."""
+    if not show or importlib.util.find_spec("tqdm") is None:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", file=sys.stderr)
 
 
 def pick_model(args: tuple[str, ...], model: str | None) -> tuple[Path, tuple[str, ...]]:

@@ -13,7 +13,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,25 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+def remove_temps_of(targets: Iterable[Path]) -> list[Path]:
+    """Delete the temporaries :func:`atomic_write` left beside ``targets`` when a process
+    writing one of them was killed (a cluster worker lost mid-write): only this pattern, and
+    only for these names (a name cut short in the temporary matches by its start)."""
+    names: dict[Path, list[str]] = {}
+    for target in targets:
+        names.setdefault(target.parent, []).append(target.name)
+    removed = []
+    for folder, wanted in names.items():
+        for path in folder.glob(f".*{TEMP_MARK}*{_TEMP_SUFFIX}"):
+            if not is_own_temp(path) or path.is_symlink() or not path.is_file():
+                continue
+            head = path.name[1 : -len(_TEMP_SUFFIX)].rpartition(TEMP_MARK)[0]
+            if any(name.startswith(head) for name in wanted):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def not_a_file(path: Path) -> str | None:

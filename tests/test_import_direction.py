@@ -1,7 +1,7 @@
-"""The layered design, checked on the source: imports run one way only (runtime <- runners <-
-evaluation <- train <- export <- pipeline <- cli), the runtime core needs numpy and onnxruntime
-only (Pillow inside functions), and only the CLI imports click. Every import counts, also the
-ones inside functions and under TYPE_CHECKING: a lazy import is still an arrow."""
+"""The layered design, checked on the source: imports run one way only (runtime <- cluster <-
+runners <- evaluation <- train <- export <- pipeline <- cli), the runtime core needs numpy and
+onnxruntime only (Pillow inside functions), and only the CLI imports click. Every import counts,
+also the ones inside functions and under TYPE_CHECKING: a lazy import is still an arrow."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import tomllib
 ROOT = Path(__file__).resolve().parents[1]
 
 # Lower layers first; a package may import its own layer and the ones before it.
-LAYERS = ("runtime", "runners", "evaluation", "train", "export", "pipeline", "cli")
+LAYERS = ("runtime", "cluster", "runners", "evaluation", "train", "export", "pipeline", "cli")
 DATA_PACKAGES = {"models"}  # the shipped models: files, no code that imports
 RUNTIME_THIRD_PARTY = {"numpy", "onnxruntime"}
 RUNTIME_LAZY = {"PIL"}  # image files only: inside the functions that read and write them

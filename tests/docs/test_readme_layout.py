@@ -9,7 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 ROW = re.compile(r"^\| `([a-z]+)/` \| (.*)$", re.MULTILINE)
 NAMED = re.compile(r"`([\w./-]+?\.py|[\w-]+/)`")
-PACKAGES = ("runtime", "runners", "evaluation", "train", "export", "pipeline", "cli", "models")
+PACKAGES = (
+    "runtime", "cluster", "runners", "evaluation", "train", "export", "pipeline", "cli", "models"
+)  # fmt: skip
 
 
 def layout_rows() -> dict[str, str]:

@@ -69,12 +69,19 @@ def temporaries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.glob(".*.tmp")) if folder.is_dir() else []
 
 
+def default_sigint() -> None:
+    """Ctrl-C's default action in the child: a test run started in the background (``pytest
+    &``) ignores SIGINT, children inherit that, and Python then installs no handler for it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_the_running_inference_with_exit_130(slow: tuple[Path, Path], tmp_path: Path):
     model, photos = slow
     out = tmp_path / "out"
     proc = subprocess.Popen(
         edgegen_cmd("run", str(model), str(photos), "-o", str(out), "--tile", "0"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(),
+        preexec_fn=default_sigint,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not (out / "a_small.png").exists():  # the small one is done: the large one is running
