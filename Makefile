@@ -16,7 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) pip setuptools
-	$(PIP_INSTALL) -e '.[cpu,train,cluster,dev]'
+	$(PIP_INSTALL) -e '.[cpu,train,cluster,dev,docs]'
 	# spandrel without its torchvision: PyPI's torchvision does not import beside the CPU torch
 	# build; edgegen stands in for it (only LaMa and RestoreFormer call it).
 	$(PIP_INSTALL) --no-deps spandrel einops
@@ -29,9 +29,7 @@ lint: install
 # mypy resolves edgegen.* through a symlink tree: the folders map onto the package only through
 # setuptools' package-dir, which mypy does not read. Strict on the runtime and the runners (see
 # pyproject), on the example app and on the scripts.
-typecheck: install
-	mkdir -p .typecheck/edgegen
-	for d in $(PACKAGES); do ln -sfn ../../$$d .typecheck/edgegen/$$d; done
+typecheck: install symlinks
 	$(BIN)/mypy $(foreach d,$(PACKAGES),-p edgegen.$(d))
 	$(BIN)/mypy --strict examples scripts
 
@@ -65,10 +63,20 @@ models: install
 	$(BIN)/edgegen export runs/models/sr2 --out models/sr2 --precision fp32,int8
 	$(BIN)/python benchmarks/shipped_models.py --runs runs/models --write
 
-# docs/cli.md from the commands' --help (a test fails when it is stale).
+# edgegen.* as a tree of links to the folders, for the tools that do not read setuptools'
+# package-dir (mypy, the API reference's griffe).
+.PHONY: symlinks
+symlinks:
+	mkdir -p .typecheck/edgegen
+	for d in $(PACKAGES); do ln -sfn ../../$$d .typecheck/edgegen/$$d; done
+
+# docs/cli.md from the commands' --help (a test fails when it is stale), then the documentation
+# site in site/ (MkDocs + Material; the Python API from the docstrings), warnings as errors.
 .PHONY: docs
-docs: install
+docs: install symlinks
 	$(BIN)/python scripts/gen_cli_reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "site/index.html"
 
 clean:
-	rm -rf $(VENV) .typecheck .pytest_cache .mypy_cache .ruff_cache runs
+	rm -rf $(VENV) .typecheck .pytest_cache .mypy_cache .ruff_cache runs site

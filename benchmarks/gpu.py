@@ -1,4 +1,4 @@
-"""GPU: PyTorch against edgegen's runtime on one CUDA card, in one run (issue 8).
+"""GPU: PyTorch against edgegen's runtime on one CUDA card, in one run.
 
 Prints a table and writes JSON (benchmarks/results/gpu-<card>.json, and $OUT/gpu-<card>.json
 when $OUT is set). For the `small` and `medium` architectures at 1x3x512x512 and 8x3x256x256:
@@ -21,7 +21,7 @@ when $OUT is set). For the `small` and `medium` architectures at 1x3x512x512 and
 A variant that fails is recorded with its one-line reason and the others still run; the JSON is
 rewritten after each step, medium first, so a run cut short still brings back what it measured.
 
-The acceptance of issue 8 is printed as PASS/FAIL: the runtime's best fp16 <= 1.05x torch's best
+The goal is printed as PASS/FAIL: the runtime's best fp16 <= 1.05x torch's best
 on medium at 1x3x512x512, and every runtime fp16 output >= 60 dB PSNR against torch fp32.
 
 Three modes:
@@ -52,7 +52,7 @@ back to back so the machine stays warm and keeps /tmp/ortgpu):
           "(timeout 120 python3 benchmarks/gpu.py --tests 2>&1 | tee $OUT/tests.log); "
           "timeout 420 python3 benchmarks/gpu.py > $OUT/bench.log 2>&1; tail -90 $OUT/bench.log")
   then give_back, and here: copy files_at/gpu-<card>.json (and the profile) to
-  benchmarks/results/, and put its table in the README (### GPU) and the issue.
+  benchmarks/results/, and put its table in docs/guide/gpu.md.
 The wheel is split into pieces of 58 MB so that a piece and the working tree (about 7 MB) fit in
 one call. If a piece's call fails, rerun that call alone; /tmp/ortgpu keeps the pieces already
 copied as long as the machine stays warm (30 s idle; give_back loses them). Measured on an H100
@@ -564,7 +564,7 @@ def kernel_profile(variants: dict[str, Any], folder: Path, on: str = "CUDA") -> 
 
 
 def judge(rows: list[Row], smoke: bool) -> list[dict[str, str]]:
-    """Issue 8's two thresholds, PASS/FAIL (n/a on the CPU smoke run)."""
+    """The two goals, PASS/FAIL (n/a on the CPU smoke run)."""
     if smoke:
         return [{"check": "GPU thresholds", "status": "n/a", "value": "smoke run on the CPU"}]
     medium = [r for r in rows if r.arch == "medium" and r.shape == "1x3x512x512" and r.median_ms]

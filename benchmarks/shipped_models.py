@@ -39,8 +39,8 @@ from edgegen.train.data import val_samples
 from edgegen.train.validate import input_baseline, psnr_ssim
 
 SIGMAS = (15.0, 25.0, 50.0)
-SR_GOAL_DB = 1.5  # the issue's bar: a x2 model beats bicubic by at least this much
-# The issue's reference numbers, measured on this split with the `bm3d` package (not rerun here).
+SR_GOAL_DB = 1.5  # the bar: a x2 model beats bicubic by at least this much
+# Reference numbers measured earlier on this split with the `bm3d` package (not rerun here).
 BM3D = {"psnr_sigma25": 32.22, "seconds_3_photos": 43.0}
 
 
@@ -143,7 +143,7 @@ def measure_denoiser(gens: dict[str, Generator], runs: int) -> dict[str, Any]:
             result["precisions"][precision][f"psnr_{key}"] = row[precision]["psnr"]
         if sigma == 25.0:
             row["nl_means"] = nl_means(pairs, sigma / 255.0)
-            row["bm3d_issue"] = BM3D
+            row["bm3d_earlier"] = BM3D
             per_photo = {
                 p: {
                     pair.photo: psnr_ssim(pair.clean, run_model(g, pair.degraded))[0]
@@ -247,8 +247,8 @@ def card(name: str, folder: Path, m: dict[str, Any], machine: str, threads: int)
             "",
             f"At σ = 25, scikit-image's NL-means as in its example (patch 5, distance 6, σ by "
             f"{how}), measured here: {nlm}. BM3D: "
-            f"{BM3D['psnr_sigma25']:.2f} dB in {BM3D['seconds_3_photos']:.0f} s (the issue's "
-            "measurement on this split, not rerun). Per photo: "
+            f"{BM3D['psnr_sigma25']:.2f} dB in {BM3D['seconds_3_photos']:.0f} s (an earlier "
+            "measurement on these photos, not reproduced here). Per photo: "
             + "; ".join(
                 f"{p} " + ", ".join(f"{k} {v:.2f}" for k, v in s25["per_photo_psnr"][p].items())
                 for p in m["precisions"]

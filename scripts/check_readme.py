@@ -1,8 +1,13 @@
-"""Run every command in README.md as written, in order, in a scratch copy of the repository.
+"""Run every command in README.md and the user guide as written, in order, in a scratch copy of
+the repository.
 
     python scripts/check_readme.py            # every runnable block, as written (trains: slow)
     python scripts/check_readme.py --tiny     # train commands get tiny settings (what tests run)
     python scripts/check_readme.py --list     # what would run, and why the rest would not
+    python scripts/check_readme.py --readme X.md   # one file instead
+
+The files are README.md, then the documentation's pages in the order of mkdocs.yml's nav (the
+guide's commands use what the README's tour made), all in one scratch copy.
 
 Which fenced blocks run:
 
@@ -247,29 +252,51 @@ def run_one(
     return proc.returncode, out
 
 
+def doc_pages(root: Path = ROOT) -> list[Path]:
+    """README.md, then the pages mkdocs.yml's nav lists, in its order."""
+    pages = [root / "README.md"]
+    config = root / "mkdocs.yml"
+    if config.is_file():
+        nav = config.read_text(encoding="utf-8").split("\nnav:", 1)[-1]
+        for line in nav.splitlines()[1:]:
+            if line.strip() and not line.startswith(" "):
+                break  # the next top-level key
+            found = re.search(r":\s*([\w./-]+\.md)\s*$", line)
+            if found:
+                pages.append(root / "docs" / found.group(1))
+    return pages
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the README's commands as written.")
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser = argparse.ArgumentParser(description="Run the README's and the guide's commands.")
+    parser.add_argument("--readme", type=Path, action="append", help="a file (default: all)")
     parser.add_argument("--tiny", action="store_true", help="train/pipeline/bench: tiny settings")
     parser.add_argument("--list", action="store_true", help="show the plan, run nothing")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copy")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per command")
     args = parser.parse_args(argv)
-    if not args.readme.is_file():
-        print(f"check_readme: error: {args.readme}: no such file", file=sys.stderr)
-        return 2
-    try:
-        blocks = [b for b in parse(args.readme.read_text(encoding="utf-8")) if b.commands]
-    except ValueError as exc:
-        print(f"check_readme: error: {args.readme}: {exc}", file=sys.stderr)
-        return 2
+    files = args.readme or doc_pages()
+    blocks: list[tuple[str, Block]] = []
+    for path in files:
+        if not path.is_file():
+            print(f"check_readme: error: {path}: no such file", file=sys.stderr)
+            return 2
+        try:
+            parsed = parse(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            print(f"check_readme: error: {path}: {exc}", file=sys.stderr)
+            return 2
+        # Lines of the first file are "line N", of the others "FILE:N".
+        where = "" if path == files[0] else f"{_shown(path)}:"
+        blocks += [(where, b) for b in parsed if b.commands]
     if args.list:
-        for block in blocks:
+        for where, block in blocks:
             reason = why_not(block, args.tiny)
             for number, command in block.commands:
                 rewrite = args.tiny and not reason and block.lang != "python"
                 shown = tiny(command) if rewrite else command
-                print(f"{'skip' if reason else 'run':4}  line {number:4}  {shown.splitlines()[0]}"
+                status = "skip" if reason else "run"
+                print(f"{status:4}  {_at(where, number)}  {shown.splitlines()[0]}"
                       + (f"   ({reason})" if reason else ""))  # fmt: skip
         return 0
 
@@ -289,14 +316,14 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
         print(f"scratch copy: {scratch}  ({'tiny' if args.tiny else 'as written'})", flush=True)
-        for block in blocks:
+        for where, block in blocks:
             reason = why_not(block, args.tiny)
             expected = int(block.marker[1]) if block.marker and block.marker[0] == "exit" else 0
             for number, command in block.commands:
                 shown = command.splitlines()[0]
                 if reason:
                     skipped += 1
-                    print(f"SKIP        line {number:4}  {shown}   ({reason})", flush=True)
+                    print(f"SKIP        {_at(where, number)}  {shown}   ({reason})", flush=True)
                     continue
                 actual = tiny(command) if args.tiny and block.lang != "python" else command
                 start = time.monotonic()
@@ -307,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed += not ok
                 label = "ok  " if ok else f"FAIL rc={rc}"
                 first = actual.splitlines()[0]
-                print(f"{label:11} line {number:4}  {first}  [{seconds:.1f} s]", flush=True)
+                print(f"{label:11} {_at(where, number)}  {first}  [{seconds:.1f} s]", flush=True)
                 if not ok:
                     tail = out.rstrip().splitlines()[-15:]
                     print("\n".join(f"    | {t}" for t in tail), flush=True)
@@ -318,6 +345,17 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
     print(f"readme check: {ran} ran, {failed} failed, {skipped} skipped")
     return 1 if failed else 0
+
+
+def _at(where: str, number: int) -> str:
+    return f"{where}{number}" if where else f"line {number:4}"
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":

@@ -138,15 +138,20 @@ def test_a_worker_killed_partway_loses_nothing(photos, tmp_path):
     assert_same_outputs(out, single)
 
 
+def first(inputs: Path, count: int, folder: Path) -> Path:
+    """A copy of the first ``count`` generated photos in ``folder``."""
+    folder.mkdir()
+    for path in sorted(inputs.iterdir())[:count]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
 def test_a_cluster_at_an_address(photos, tmp_path):
     """A scheduler and one worker process started apart from the run, as on a real cluster."""
     from distributed import LocalCluster
 
     inputs, single = photos
-    subset = tmp_path / "in"
-    subset.mkdir()
-    for path in sorted(inputs.iterdir())[:12]:
-        (subset / path.name).write_bytes(path.read_bytes())
+    subset = first(inputs, 12, tmp_path / "in")
     with LocalCluster(
         n_workers=1, threads_per_worker=2, host="127.0.0.1", dashboard_address=None
     ) as cluster:
@@ -162,10 +167,7 @@ def test_a_cluster_at_an_address(photos, tmp_path):
 
 def test_a_corrupt_photo_is_listed_and_the_rest_written(photos, tmp_path):
     inputs, _ = photos
-    subset = tmp_path / "in"
-    subset.mkdir()
-    for path in sorted(inputs.iterdir())[:6]:
-        (subset / path.name).write_bytes(path.read_bytes())
+    subset = first(inputs, 6, tmp_path / "in")
     (subset / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     proc = run_edgegen(
         "run", str(MODEL), str(subset), "-o", str(tmp_path / "out"), "--engine", "dask",
@@ -227,3 +229,28 @@ def test_a_file_job_handed_to_the_engine_directly(photos, tmp_path):
     changed.write_bytes(MODEL.read_bytes() + b"\0")  # the copy a worker reads is not the client's
     result = stale(groups[0])
     assert result.fatal is not None and "the copies differ" in result.fatal
+
+
+def test_a_job_that_raises_is_retried_then_its_images_are_listed(tmp_path):
+    """dask's retries, then the end-of-run list: a job raising something other than a bad
+    image (a flaky disk) runs 1 + retries times, and each of its images is named."""
+    from distributed import Client, LocalCluster
+
+    from edgegen.cluster.dask_engine import run_groups
+
+    attempts = tmp_path / "attempts.txt"
+
+    def flaky(group):  # stands in for FileJob: any callable of a group runs
+        with attempts.open("a") as fh:
+            fh.write("x\n")
+        raise OSError(5, "Input/output error")
+
+    groups = [[(str(tmp_path / "a.png"), str(tmp_path / "out" / "a.png"))]]
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        run = run_groups(client, flaky, groups, retries=2)  # type: ignore[arg-type]
+    assert len(attempts.read_text().splitlines()) == 3
+    assert run.failures == [f"image {tmp_path / 'a.png'}: OSError: [Errno 5] Input/output error"]
+    assert run.written == 0 and run.rerun == 0

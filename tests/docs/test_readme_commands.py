@@ -1,4 +1,4 @@
-"""scripts/check_readme.py: every command in README.md runs as written.
+"""scripts/check_readme.py: every command in README.md and the guide's pages runs as written.
 
 The checker itself is tested on small READMEs made here (markers, order, failures, the scratch
 copy); then it runs the real README with tiny training settings.
@@ -168,6 +168,10 @@ def test_every_block_of_the_real_readme_runs_or_says_why_not() -> None:
     assert proc.returncode == 0, proc.stderr
     plan = proc.stdout.splitlines()
     assert sum(line.startswith("run ") for line in plan) >= 15
+    # The guide's pages run after the README, in the site's order.
+    pages = [line.split()[1].split(":")[0] for line in plan if "docs/" in line.split()[1]]
+    assert pages and pages[0] == "docs/guide/training.md"
+    assert {"docs/guide/export.md", "docs/guide/runtime.md", "docs/guide/scaling.md"} <= set(pages)
     for line in plan:
         assert line.startswith("run ") or re.search(r"\(.+\)$", line), line
         if line.startswith("run ") and re.search(r"edgegen(\.runtime\.cli)? train ", line):

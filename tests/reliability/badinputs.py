@@ -3,7 +3,7 @@
 Each :class:`Case` builds its files in a fresh folder, names the command line (or, for the
 Python API, a call) and says what must happen: the exit code, the words the one stderr line must
 hold, and for inputs that are legitimately accepted a check of the output against what Pillow or
-numpy say it must be. README's Reliability table lists the same ids (tests/reliability/
+numpy say it must be. docs/reliability.md's table lists the same ids (tests/reliability/
 test_readme_table.py keeps the two in step).
 
 Images go through an identity ONNX model (with an edgegen spec), so the expected output of an

@@ -1,4 +1,4 @@
-"""The README's layout table is the tree: every package's row names each of its modules and
+"""The design page's layout table is the tree: every package's row names each of its modules and
 subfolders, and every file a row names exists."""
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ PACKAGES = (
 
 
 def layout_rows() -> dict[str, str]:
-    readme = (ROOT / "README.md").read_text()
-    design = readme[readme.index("\n## Design\n") :]
+    design = (ROOT / "docs" / "design.md").read_text()
     return {folder: rest for folder, rest in ROW.findall(design)}
 
 
@@ -31,14 +30,14 @@ def test_each_row_names_every_module_of_its_package():
         named = set(NAMED.findall(rows[package]))
         for path in folder.iterdir():
             if path.suffix == ".py" and path.name not in {"__init__.py", "__main__.py"}:
-                assert path.name in named, f"README's {package}/ row does not name {path.name}"
+                assert path.name in named, f"design.md's {package}/ row does not name {path.name}"
             elif path.is_dir() and not path.name.startswith(("_", ".")):
                 assert f"{path.name}/" in named, (
-                    f"README's {package}/ row does not name {path.name}/"
+                    f"docs/design.md's {package}/ row does not name {path.name}/"
                 )
 
 
 def test_every_file_a_row_names_exists():
     for folder, row in layout_rows().items():
         for name in NAMED.findall(row):
-            assert (ROOT / folder / name).exists(), f"README names {folder}/{name}"
+            assert (ROOT / folder / name).exists(), f"docs/design.md names {folder}/{name}"
