@@ -9,18 +9,24 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check 
 # The top-level folders that are packages of edgegen (edgegen.<folder>), lowest layer first.
 PACKAGES := runtime cluster runners evaluation train export pipeline cli models
 
-.PHONY: install lint typecheck test test-ecosystem demo models clean
+.PHONY: install lint typecheck test test-ecosystem check-arm64 demo models clean
 
-install: $(STAMP)
+install: $(STAMP) node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) pip setuptools
-	$(PIP_INSTALL) -e '.[cpu,train,cluster,dev,docs]'
+	$(PIP_INSTALL) -e '.[cpu,train,cluster,openvino,dev,docs]'
 	# spandrel without its torchvision: PyPI's torchvision does not import beside the CPU torch
 	# build; edgegen stands in for it (only LaMa and RestoreFormer call it).
 	$(PIP_INSTALL) --no-deps spandrel einops
 	touch $(STAMP)
+
+# onnxruntime-web, pinned by package-lock.json, for the web target's tests (Node and Chromium).
+# Without npm the web tests are skipped and say so.
+node_modules/.package-lock.json: package.json package-lock.json
+	if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "warning: npm not found: the web target's tests will be skipped"; fi
 
 lint: install
 	$(BIN)/ruff check .
@@ -39,6 +45,12 @@ TEST_WORKERS ?= auto
 
 test: lint typecheck
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+
+# Every shipped model and fresh fp32/fp16/int8 exports verified, and run, in an emulated Debian
+# arm64 userland (needs root and binfmt_misc; the root is built once, cached in
+# /var/cache/edgegen-arm64). ARM64_FLAGS=--allow-skip exits 0 where the machine cannot run it.
+check-arm64: install
+	$(BIN)/python scripts/check_arm64.py $(ARM64_FLAGS)
 
 # Every architecture of the ecosystem zoo through export (make test runs a few): about 15
 # minutes on 2 cores.

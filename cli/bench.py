@@ -11,7 +11,7 @@ import click
 
 from edgegen.runtime.errors import EdgegenError
 
-from .options import for_device, session_options
+from .options import comma_list, for_device, session_options
 
 if TYPE_CHECKING:
     from edgegen.runners import Runner
@@ -24,7 +24,15 @@ if TYPE_CHECKING:
 )
 @click.option("--sizes", default="256", show_default=True, help="Input sizes, e.g. 256,512x384.")
 @click.option("--batch", "batches", default="1", show_default=True, help="Batch sizes, e.g. 1,4.")
-@click.option("--threads", type=int, default=None, help="onnxruntime intra-op threads.")
+@click.option(
+    "--runtimes",
+    default="onnxruntime",
+    show_default=True,
+    help="What runs each model, comma-separated: onnxruntime (on each of --providers), "
+    "openvino, openvino:bf16, openvino:f16 (edgegen[openvino], on the CPU), onnx-reference, "
+    "web (onnxruntime-web's WASM in Node), arm64 (emulated: qemu's speed, not an ARM CPU's).",
+)
+@click.option("--threads", type=int, default=None, help="Inference threads (every runtime).")
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path),
@@ -41,6 +49,7 @@ if TYPE_CHECKING:
 def bench(
     models: tuple[Path, ...],
     providers: str,
+    runtimes: str,
     sizes: str,
     batches: str,
     threads: int | None,
@@ -52,9 +61,10 @@ def bench(
     """Latency and throughput of exported models, per provider, size and batch.
 
     Runs alternate between models in short blocks (A B A B ...) and medians are reported, with
-    the speed-up against the first model, GFLOP/s and its share of a float32 matmul ceiling
-    measured in the same run. The session options (--io-binding, --cuda-graph, ...) are
-    Generator's; in a mixed --providers list the GPU-only ones apply to the GPU providers.
+    the speed-up against the fp32 model on the first runtime (else the first model), GFLOP/s
+    and its share of a float32 matmul ceiling measured in the same run. The session options
+    (--io-binding, --cuda-graph, ...) are Generator's; in a mixed --providers list the GPU-only
+    ones apply to the GPU providers, and they do not apply to the other --runtimes.
 
     \b
     Exit codes: 0 done; 2 bad input (a missing or non-ONNX model, an unavailable provider).
@@ -83,17 +93,24 @@ def bench(
     threads, capped = cap_threads(threads)
     if capped is not None:
         click.echo(f"edgegen: note: {capped}", err=True)
-    # GPU-only session options (--cuda-graph, ...) apply to the GPU providers of a mixed list.
-    runners = [
-        onnx_runner(m, "onnxruntime", d, threads=threads, **for_device(session, d))
-        for m in paths
-        for d in devices
-    ]
+    # GPU-only session options (--cuda-graph, ...) apply to the GPU providers of a mixed list;
+    # the other runtimes take only the thread count.
+    runners = []
+    for m in paths:
+        for runtime in comma_list(runtimes, "--runtimes") or ["onnxruntime"]:
+            if runtime.split(":")[0] == "onnxruntime":
+                runners += [
+                    onnx_runner(m, runtime, d, threads=threads, **for_device(session, d))
+                    for d in devices
+                ]
+            else:
+                runners.append(onnx_runner(m, runtime, "cpu", threads=threads))
     if checkpoint is not None:
         runners += torch_runners(checkpoint)
     settings = {
         "models": [str(m) for m in paths],
         "providers": list(devices),
+        "runtimes": comma_list(runtimes, "--runtimes"),
         "session": {k: v for k, v in session.items() if v not in (None, False)},
         "sizes": [f"{h}x{w}" for h, w in sizes_hw],
         "batches": batch_list,

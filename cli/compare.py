@@ -40,7 +40,19 @@ if TYPE_CHECKING:
 @click.option(
     "--providers",
     default=None,
-    help="Comma-separated: cpu, cuda, tensorrt (default: every one this onnxruntime offers).",
+    help="onnxruntime's, comma-separated: cpu, cuda, tensorrt (default: every one this "
+    "onnxruntime offers).",
+)
+@click.option(
+    "--runtimes",
+    default="onnxruntime",
+    show_default=True,
+    help="What runs each variant, comma-separated: onnxruntime, openvino (edgegen[openvino], "
+    "on the CPU, computing in f32), openvino:bf16 or openvino:f16 (its faster inference "
+    "precisions, where the CPU has them), onnx-reference (onnx's reference evaluator: slow, "
+    "independent of every runtime's kernels; use small --sizes), web (onnxruntime-web's WASM "
+    "in Node, as a page runs it: Node and npm's onnxruntime-web), arm64 (onnxruntime for "
+    "aarch64 in the emulated root make check-arm64 builds: accuracy, not speed).",
 )
 @click.option(
     "--images",
@@ -88,6 +100,7 @@ def compare(
     reference_weights: Path | None,
     variants: tuple[Path, ...],
     providers: str | None,
+    runtimes: str,
     images: str,
     sizes: str | None,
     max_lsb: float | None,
@@ -105,6 +118,10 @@ def compare(
     mean, % over 1 LSB), PSNR/SSIM vs the reference and vs the ground truth (and the drop from
     the reference's own), latency p50/p95 after warm-up and the first call, model size, and the
     providers that actually ran. SSIM needs scikit-image (null without it).
+
+    Each variant runs on each of --runtimes: onnxruntime on each of --providers, OpenVINO
+    (reading the same ONNX file) on the CPU; the table has a row per variant x runtime x
+    provider x size, and a threshold holds for every one of them.
 
     --report DIR writes DIR/index.html, one offline page (no CDN, nothing fetched): per variant x
     provider its metrics, side-by-side center crops of each photo (degraded input, reference,
@@ -141,7 +158,12 @@ def compare(
     ref = reference_runner(reference, reference_weights)
     result = compare(
         ref,
-        onnx_variants([Path(v) for v in variants], devices, ref.spec),
+        onnx_variants(
+            [Path(v) for v in variants],
+            devices,
+            ref.spec,
+            comma_list(runtimes, "--runtimes") or ["onnxruntime"],
+        ),
         images=images,
         sizes=parse_sizes(sizes) if sizes else ("full",),
         thresholds=Thresholds(max_lsb, min_psnr, max_psnr_drop),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import click
 
@@ -182,6 +183,13 @@ def _tolerances(
     "max_pct_over_1lsb, min_psnr_vs_torch, max_gt_psnr_drop).",
 )
 @click.option("--progress/--no-progress", default=True, help="Progress bar while calibrating.")
+@click.option(
+    "--web",
+    "web_dir",
+    type=click.Path(path_type=Path),
+    help="Also pack the artifacts into a web page in this folder (as `edgegen web` does; "
+    "needs onnxruntime-web from npm).",
+)
 def export(
     checkpoint: str | None,
     module_target: str | None,
@@ -222,8 +230,14 @@ def export(
     """
     from edgegen.train.networks import load_network, parse_degradation
 
+    web_dir = options.pop("web_dir")
     config = ExportConfig(**options)  # type: ignore[arg-type]
     config.validate()
+    ort_web = None
+    if web_dir is not None:  # before the work: a missing onnxruntime-web is known at once
+        from edgegen.runtime.web import find_ort_web
+
+        ort_web = find_ort_web()
     network = load_network(
         checkpoint,
         module=module_target,
@@ -246,6 +260,11 @@ def export(
             _print_auto(artifact.manifest)
         click.echo(f"wrote {artifact.path}  ({artifact.size_bytes / 1e6:.2f} MB)")
     _print_export_facts(result)
+    if ort_web is not None:
+        from edgegen.runtime.web import pack
+
+        pack([a.path for a in result.artifacts], Path(str(web_dir)), ort_web)
+        click.echo(f"wrote {web_dir}: a web page of these models; try it: edgegen serve {web_dir}")
     return 0
 
 

@@ -52,6 +52,13 @@ SUBCOMMANDS: dict[str, tuple[str, str, str, str]] = {
     ),
     "pipeline": ("edgegen.cli.pipeline", "pipeline", "train", "Train, export, verify, compare."),
     "models": ("edgegen.cli.models", "models", "cpu", "List the shipped pretrained models."),
+    "web": (
+        "edgegen.cli.web",
+        "web",
+        "cpu",
+        "Pack models into a web page that runs them on onnxruntime-web.",
+    ),
+    "serve": ("edgegen.cli.web", "serve", "cpu", "Serve a page written by `edgegen web`."),
 }
 
 

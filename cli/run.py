@@ -66,6 +66,13 @@ _Item = TypeVar("_Item")
     help="Load MODEL even if its sha256 differs from the manifest.json beside it.",
 )
 @click.option(
+    "--runtime",
+    default="onnxruntime",
+    show_default=True,
+    help="onnxruntime, or openvino (edgegen[openvino]: the same file on OpenVINO, computing in "
+    "f32), openvino:bf16 or openvino:f16 (faster where the CPU has them; verify first).",
+)
+@click.option(
     "--engine",
     type=click.Choice(["local", "dask"]),
     default="local",
@@ -105,6 +112,7 @@ def run(
     progress: bool | None,
     overwrite: bool,
     no_verify: bool,
+    runtime: str,
     engine: str,
     address: str | None,
     workers: int | None,
@@ -161,6 +169,7 @@ def run(
         tile=tile,
         overlap=overlap,
         verify_manifest=not no_verify,
+        runtime=runtime,
         **session,
     )
     files.make_outdir(outdir)
@@ -176,7 +185,10 @@ def run(
         del gen  # checked here (file, manifest, spec); each worker opens its own
         failures = _run_on_dask(
             model, pairs, batch, overwrite, show, address, workers, retries, timeout,
-            dict(device=device, threads=threads, tile=tile, overlap=overlap, session=session),
+            dict(
+                device=device, threads=threads, tile=tile, overlap=overlap, session=session,
+                runtime=runtime,
+            ),
         )  # fmt: skip
         if failures and len(found) == 1:  # a single input that fails is an error, as below
             raise EdgegenError(failures[0])

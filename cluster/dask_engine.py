@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,14 +79,18 @@ def dask_client(address: str | None, workers: int | None) -> Iterator[Any]:
     count = workers if workers is not None else usable_cores()
     if count < 1:
         raise EdgegenError(f"--workers {count}: at least one worker is needed")
-    cluster = LocalCluster(
-        n_workers=count,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        silence_logs=logging.CRITICAL,
-    )
+    with warnings.catch_warnings():
+        # The scheduler's HTTP server (health checks; the dashboard is off) takes another port
+        # when another cluster has 8787, and says so: nothing the run's user needs to hear.
+        warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
+        cluster = LocalCluster(
+            n_workers=count,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+        )
     with cluster, Client(cluster) as client:
         yield client
 

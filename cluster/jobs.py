@@ -98,9 +98,10 @@ class GeneratorOptions:
     tile: int | None = None
     overlap: int | None = None
     session: tuple[tuple[str, Any], ...] = ()  # Generator's session keywords, as pairs
+    runtime: str = "onnxruntime"  # or openvino[:PRECISION]
 
     def key(self) -> tuple[Any, ...]:
-        return (self.device, self.threads, self.tile, self.overlap, self.session)
+        return (self.device, self.threads, self.tile, self.overlap, self.session, self.runtime)
 
 
 @dataclass
@@ -138,6 +139,7 @@ def worker_generator(model: ModelFile, options: GeneratorOptions, threads: int |
                 tile=options.tile,
                 overlap=options.overlap,
                 verify_manifest=False,
+                runtime=options.runtime,
                 **dict(options.session),
             )
             _GENERATORS[key] = gen

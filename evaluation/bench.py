@@ -89,6 +89,7 @@ class BenchRow:
     gflop_per_s: float | None
     pct_of_ceiling: float | None
     speedup: float | None = None  # baseline median / this median, same size and batch
+    runtime: str = "onnxruntime"  # what ran it: onnxruntime, openvino, openvino:bf16, torch
 
 
 @dataclass
@@ -107,6 +108,7 @@ class BenchResult:
     # header, BenchRow field, format: a missing value (None) is "-", padded like the others.
     COLUMNS: ClassVar[tuple[Column, ...]] = (
         ("model", "model", "s"),
+        ("runtime", "runtime", "s"),
         ("provider", "provider", "s"),
         ("size", "size", "s"),
         ("batch", "batch", "d"),
@@ -157,8 +159,10 @@ def bench(
 
 
 def _key(runner: Runner) -> str:
-    """A runner's name in the timings: an ONNX file per device, a PyTorch variant by its name."""
-    return runner.name if runner.info.runtime == "torch" else f"{runner.name}@{runner.device}"
+    """A runner's name in the timings: an ONNX file per runtime and device, a PyTorch variant
+    by its name."""
+    info = runner.info
+    return runner.name if info.runtime == "torch" else f"{runner.name}@{info.runtime}@{info.device}"
 
 
 def _bench_shape(
@@ -176,7 +180,8 @@ def _bench_shape(
         calls[key] = _bind(runner.infer, x)
         by_key[key] = runner
     times = time_alternating(calls, rounds)
-    # Speed-ups are against the fp32 model when there is one (else the first model).
+    # Speed-ups are against the fp32 model when there is one (else the first model): the first
+    # runtime's, onnxruntime's unless the command put another first.
     base_key = next((k for k in times if "fp32" in k), next(iter(times)))
     base = statistics.median(times[base_key])
     rows = []
@@ -188,6 +193,7 @@ def _bench_shape(
         rows.append(
             BenchRow(
                 model=runner.name,
+                runtime=runner.info.runtime,
                 provider=runner.device,
                 size=f"{h}x{w}",
                 batch=n,

@@ -62,6 +62,7 @@ VARIANT_KEYS = (
     "name",
     "path",
     "precision",
+    "runtime",
     "provider",
     "providers_ran",
     "model_bytes",
@@ -148,17 +149,24 @@ def same_io(reference: ModelSpec, variant: ModelSpec) -> str | None:
 
 
 def onnx_variants(
-    paths: Sequence[Path], devices: Sequence[str], reference: ModelSpec, **options: Any
+    paths: Sequence[Path],
+    devices: Sequence[str],
+    reference: ModelSpec,
+    runtimes: Sequence[str] = ("onnxruntime",),
+    **options: Any,
 ) -> list[Runner]:
-    """A runner per variant file x device, each checked against the reference's spec."""
+    """A runner per variant file x runtime (x device, for onnxruntime's providers; the other
+    runtimes run on the CPU), each checked against the reference's spec."""
     runners = []
     for path in expand_variants(paths):
-        for device in devices:
-            runner = onnx_runner(path, "onnxruntime", device, **options)
-            mismatch = same_io(reference, runner.spec)
-            if mismatch:
-                raise EdgegenError(f"variant {path} does not match the reference: {mismatch}")
-            runners.append(runner)
+        for runtime in runtimes:
+            on = devices if runtime.split(":")[0] == "onnxruntime" else ["cpu"]
+            for device in on:
+                runner = onnx_runner(path, runtime, device, **options)
+                mismatch = same_io(reference, runner.spec)
+                if mismatch:
+                    raise EdgegenError(f"variant {path} does not match the reference: {mismatch}")
+                runners.append(runner)
     return runners
 
 
@@ -409,6 +417,11 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def where(name: str, runtime: str, device: str) -> str:
+    """``NAME on DEVICE`` for onnxruntime, ``NAME on RUNTIME (DEVICE)`` for another runtime."""
+    return f"{name} on {device}" if runtime == "onnxruntime" else f"{name} on {runtime} ({device})"
+
+
 def percentile_ms(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) * 1000.0 if values else 0.0
 
@@ -424,10 +437,17 @@ class VariantResult(Verdict):
     first_call_ms: float
     latency_p50_ms: float
     latency_p95_ms: float
+    runtime: str = "onnxruntime"  # what ran the file: onnxruntime, openvino, openvino:bf16, ...
     rows: list[SizeRow] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     # Output crops, one per :attr:`CompareResult.crops` entry (``crops=True`` only; not in JSON).
     crops: list[np.ndarray] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def where(self) -> str:
+        """How reports name the variant: ``model.int8.onnx on cpu``, or on another runtime
+        ``model.int8.onnx on openvino:bf16 (cpu)``."""
+        return where(self.name, self.runtime, self.provider)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in VARIANT_KEYS if k != "rows"}
@@ -445,6 +465,7 @@ class CompareResult:
 
     COLUMNS: ClassVar[tuple[Column, ...]] = (
         ("variant", "name", "s"),
+        ("runtime", "runtime", "s"),
         ("provider", "provider", "s"),
         ("size", "size", "s"),
         ("max LSB", "max_lsb", ".3f"),
@@ -498,7 +519,13 @@ class CompareResult:
     def records(self) -> list[Mapping[str, Any]]:
         """One record per variant x provider x size: the table's rows."""
         return [
-            {**vars(r), "name": v.name, "provider": v.provider, "model_mb": v.model_bytes / 1e6}
+            {
+                **vars(r),
+                "name": v.name,
+                "runtime": v.runtime,
+                "provider": v.provider,
+                "model_mb": v.model_bytes / 1e6,
+            }
             for v in self.variants
             for r in v.rows
         ]
@@ -510,7 +537,7 @@ class CompareResult:
         lines = [f"reference {ref['name']} ({ref['kind']}, {ran}): {gt}"]
         for v in self.variants:
             lines.append(
-                f"{v.name} on {v.provider} ran on {', '.join(v.providers_ran)}; "
+                f"{v.where} ran on {', '.join(v.providers_ran)}; "
                 f"first call {v.first_call_ms:.1f} ms"
             )
         lines += [f"FAIL: {f}" for f in self.failures]
@@ -572,6 +599,7 @@ def _settings(
         "sizes": [size_label(s) for s in sizes],
         "photos": sorted({s.photo for s in samples}),
         "providers": list(dict.fromkeys(v.device for v in variants)),
+        "runtimes": list(dict.fromkeys(v.info.runtime for v in variants)),
         "repeats": repeats,
         "thresholds": limits.to_dict(),
         "degradation": reference.spec.degradation,
@@ -652,6 +680,7 @@ def _variant_result(
         name=runner.name,
         path=str(path),
         precision=info.precision,
+        runtime=info.runtime,
         provider=info.device,
         providers_ran=list(info.providers),
         model_bytes=path.stat().st_size if path is not None and path.is_file() else 0,
@@ -662,6 +691,7 @@ def _variant_result(
     for row in rows:
         row.latency_p50_ms = percentile_ms(run.latencies_s[row.size], 50)
         row.latency_p95_ms = percentile_ms(run.latencies_s[row.size], 95)
-        result.failures += threshold_failures(f"{runner.name} on {info.device}", row, limits)
+        label = where(runner.name, info.runtime, info.device)
+        result.failures += threshold_failures(label, row, limits)
     result.rows = rows
     return result

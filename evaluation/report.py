@@ -172,10 +172,11 @@ def _variant_section(
     rows: Sequence[Sequence[str]],
     shared: Sequence[tuple[tuple[np.ndarray, str], ...]],
 ) -> str:
-    name = f"{v.name} on {v.provider}"
+    name = v.where
     status = _badge("FAIL" if v.failures else result.verdict)
     parts = [
-        f'<section class="variant" id="{html.escape(v.name)}-{html.escape(v.provider)}">',
+        f'<section class="variant" id="{html.escape(v.name)}-{html.escape(v.runtime)}-'
+        f'{html.escape(v.provider)}">',
         f"<h2>{html.escape(name)} {status}</h2>",
         f"<p>{html.escape(v.precision)}, {v.model_bytes / 1e6:.3f} MB; ran on "
         f"{html.escape(', '.join(v.providers_ran))}; first call {v.first_call_ms:.1f} ms, "
@@ -219,7 +220,7 @@ def render_report(result: CompareResult) -> str:
     all_rows = cells(result.COLUMNS, result.records())
     header, body = all_rows[0], all_rows[1:]
     ref = result.reference
-    labels = [f"reference {ref['name']}"] + [f"{v.name} on {v.provider}" for v in result.variants]
+    labels = [f"reference {ref['name']}"] + [v.where for v in result.variants]
     p50 = [float(ref["latency_p50_ms"])] + [v.latency_p50_ms for v in result.variants]
     p95 = [float(ref["latency_p95_ms"])] + [v.latency_p95_ms for v in result.variants]
     settings = result.settings

@@ -25,23 +25,35 @@ from .base import Runner, RunnerInfo
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["RUNTIMES", "Runner", "RunnerInfo", "onnx_runner"]
+__all__ = ["RUNTIMES", "RUNTIME_OPTION", "Runner", "RunnerInfo", "onnx_runner"]
 
 # runtime name -> "module:class" of the runner that runs an ONNX file on it
 RUNTIMES: dict[str, str] = {
     "onnxruntime": "edgegen.runners.onnxrt:OnnxRuntimeRunner",
+    "openvino": "edgegen.runners.openvino:OpenVINORunner",
+    "onnx-reference": "edgegen.runners.onnxref:OnnxReferenceRunner",
+    "web": "edgegen.runners.web:WebRunner",
+    "arm64": "edgegen.runners.arm64:Arm64Runner",
 }
+# The keyword a runtime's ``NAME:VALUE`` sets (``openvino:bf16``: the inference precision).
+RUNTIME_OPTION: dict[str, str] = {"openvino": "precision"}
 
 
 def onnx_runner(
     path: Path, runtime: str = "onnxruntime", device: str = "cpu", **options: Any
 ) -> Runner:
-    """A runner for the ONNX file at ``path`` on ``runtime`` and ``device``."""
-    target = RUNTIMES.get(runtime)
+    """A runner for the ONNX file at ``path`` on ``runtime`` (``NAME`` or ``NAME:VALUE``, see
+    :data:`RUNTIME_OPTION`) and ``device``."""
+    name, _, value = runtime.strip().partition(":")
+    target = RUNTIMES.get(name)
     if target is None:
-        raise EdgegenError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-    module, _, name = target.partition(":")
-    cls = getattr(importlib.import_module(module), name)
+        raise EdgegenError(f"unknown runtime {name!r}; choose from {', '.join(RUNTIMES)}")
+    if value:
+        if name not in RUNTIME_OPTION:
+            raise EdgegenError(f"runtime {name} takes no option (got {runtime!r})")
+        options = {**options, RUNTIME_OPTION[name]: value}
+    module, _, cls_name = target.partition(":")
+    cls = getattr(importlib.import_module(module), cls_name)
     runner = cls(path, device, **options)
     assert isinstance(runner, Runner)
     return runner

@@ -8,7 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgegen.runtime.spec import ModelSpec
+from edgegen.runtime.errors import EdgegenError
+from edgegen.runtime.files import check_file
+from edgegen.runtime.manifest import check_manifest
+from edgegen.runtime.onnx_metadata import read_metadata
+from edgegen.runtime.spec import METADATA_KEY, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -50,3 +54,18 @@ class Runner(ABC):
     @property
     def providers(self) -> list[str]:
         return list(self.info.providers)
+
+
+def file_spec(path: Path, *, manifest: bool = True) -> ModelSpec:
+    """The spec of the ONNX file at ``path``, read without a session, after checking that it is a
+    readable file (and, with ``manifest``, that it matches its manifest's sha256 where it has
+    one): what a runner outside onnxruntime reads before it starts."""
+    if path.is_dir():
+        raise EdgegenError(f"model {path} is a folder, not an ONNX file")
+    check_file(path, "model")
+    if manifest:
+        check_manifest(path)
+    metadata = read_metadata(path)
+    if not metadata or METADATA_KEY not in metadata:
+        raise EdgegenError(f"model {path} has no edgegen spec: export it with edgegen")
+    return ModelSpec.from_json(metadata[METADATA_KEY])

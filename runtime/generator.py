@@ -16,6 +16,7 @@ with IO binding each shape's reused buffers are used by one call at a time (a lo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import re
 import threading
@@ -33,6 +34,7 @@ from .io_binding import Bindings, BoundRun
 from .manifest import check_manifest
 from .model_io import from_model, output_shape, pad_to_multiple, to_model
 from .onnx_metadata import read_metadata
+from .openvino_session import OpenVINOSession, parse_runtime
 from .providers import CUDA, ProviderSpec
 from .session import OpenedSession, open_session
 from .session_config import SessionConfig
@@ -106,6 +108,13 @@ class Generator:
     ``trt_fp16`` and ``trt_engine_cache`` (a folder) for TensorRT; ``cpu_mem_arena`` (default on)
     is onnxruntime's CPU memory arena; ``spinning`` (default on) lets idle intra-op threads
     spin. A GPU-only option on a CPU session is an error.
+
+    ``runtime``: ``"onnxruntime"`` (the default), or ``"openvino"`` to run the same file on
+    OpenVINO (``pip install 'edgegen[openvino]'``; ``device`` cpu, or gpu where OpenVINO has one)
+    computing in f32, ``"openvino:bf16"`` or ``"openvino:f16"`` at OpenVINO's faster inference
+    precisions (:mod:`edgegen.runtime.openvino_session`). The API, tiling and :meth:`verify` are
+    the same; onnxruntime's session options do not apply there, and :meth:`cancel` stops an
+    OpenVINO call only before it starts.
     """
 
     def __init__(
@@ -129,6 +138,7 @@ class Generator:
         trt_engine_cache: str | Path | None = None,
         cpu_mem_arena: bool = True,
         spinning: bool = True,
+        runtime: str = "onnxruntime",
     ) -> None:
         self.path = Path(path)
         self._check_file(verify_manifest)
@@ -149,9 +159,13 @@ class Generator:
             spinning=spinning,
         )
         known = spec if spec is not None else self._spec_from_file()
-        opened, self.spec = self._open(
-            providers if providers is not None else device, config, known
-        )
+        self.runtime, option = parse_runtime(runtime)
+        if self.runtime == "openvino":
+            opened, self.spec = self._open_openvino(device, providers, config, known, option)
+        else:
+            opened, self.spec = self._open(
+                providers if providers is not None else device, config, known
+            )
         self._session = opened.session
         self._providers = opened.providers
         self.options = opened.config  # what applies, defaults filled in for the provider
@@ -193,6 +207,26 @@ class Generator:
             if opened.providers[0] == CUDA and config.for_precision(spec.precision) != config:
                 opened = open_session(self.path, opened.providers, config, spec.precision)
         return opened, spec
+
+    def _open_openvino(
+        self,
+        device: str,
+        providers: Sequence[ProviderSpec] | None,
+        config: SessionConfig,
+        spec: ModelSpec | None,
+        precision: str | None,
+    ) -> tuple[OpenedSession, ModelSpec]:
+        """The file compiled by OpenVINO; onnxruntime's own options are refused, not ignored."""
+        if providers is not None:
+            raise EdgegenError("providers= lists onnxruntime's providers; openvino takes device=")
+        ours = dataclasses.replace(SessionConfig(), threads=config.threads)
+        if dataclasses.replace(config, cpu_mem_arena=True, spinning=True) != ours:
+            raise EdgegenError("onnxruntime's session options do not apply to runtime openvino")
+        if spec is None:
+            raise EdgegenError(f"{self.path}: runtime openvino reads ONNX files with a spec")
+        session = OpenVINOSession(self.path, device, precision or "f32", config.threads)
+        off = dataclasses.replace(ours, io_binding=False)
+        return OpenedSession(session, session.get_providers(), off), spec
 
     def _parse_spec(self, text: str | None) -> ModelSpec:
         if text is None:

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("runtime", "cluster", "runners", "evaluation", "train", "export", "pipeline", "cli")
 DATA_PACKAGES = {"models"}  # the shipped models: files, no code that imports
 RUNTIME_THIRD_PARTY = {"numpy", "onnxruntime"}
-RUNTIME_LAZY = {"PIL"}  # image files only: inside the functions that read and write them
+RUNTIME_LAZY = {"PIL", "openvino"}  # inside the functions that need them: image files, OpenVINO
 
 
 def package_dirs(root: Path = ROOT) -> dict[str, Path]:

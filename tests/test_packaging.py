@@ -59,3 +59,6 @@ def test_wheel_ships_the_models_without_a_packaging_warning(tmp_path):
         for path in folder.iterdir():
             if path.suffix in (".onnx", ".json", ".npz", ".md"):
                 assert f"edgegen/models/{folder.name}/{path.name}" in names
+    # the web target's page and ES module, which `edgegen web` copies from the package
+    for name in ("edgegen.mjs", "app.mjs", "index.html", "node_runner.mjs"):
+        assert f"edgegen/runtime/web/{name}" in names

@@ -103,14 +103,14 @@ def test_bench_table_columns_line_up_when_values_are_missing():
     assert ceiling.startswith("ceiling: ")
     # Right-aligned columns: every row ends its cells where the others do, the header too.
     edges = _ends(rows[0])
-    assert len(edges) == 11
+    assert len(edges) == 12
     assert all(_ends(r) == edges for r in rows), "\n".join(lines)
     assert set(edges) <= set(_ends(header)), "\n".join(lines)
     assert len({len(line) for line in (header, *rows)}) == 1
     # The missing values are placeholders at their columns' edges, under their headers.
-    for name, k in (("GFLOP", 7), ("GFLOP/s", 8), ("% ceil", 9)):
+    for name, k in (("GFLOP", 8), ("GFLOP/s", 9), ("% ceil", 10)):
         end = header.index(name) + len(name)
         assert end == edges[k]
         assert rows[1][end - 1] == "-" and rows[1][end - 2] == " "
-    assert rows[2][edges[9] - 1] == "-" and rows[2].endswith(" -")
+    assert rows[2][edges[10] - 1] == "-" and rows[2].endswith(" -")
     assert rows[0].endswith("1.00x") and rows[1].endswith("2.50x")

@@ -116,7 +116,8 @@ def test_json_keys_are_stable_and_markdown_has_a_header():
     assert data["settings"]["sizes"] == ["37x53", "96x128"]
     assert data["reference"]["kind"] == "onnx"
     md = render(result, "markdown").splitlines()
-    assert md[0].startswith("| variant | provider | size |") and md[1].startswith("|---|")
+    assert md[0].startswith("| variant | runtime | provider | size |")
+    assert md[1].startswith("|---|")
 
 
 def test_checkpoint_reference(tmp_path):

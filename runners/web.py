@@ -1,0 +1,74 @@
+"""onnxruntime-web (WASM, SIMD, threads) in Node: what a browser page or a Node app runs.
+
+The runner starts ``node`` on :file:`edgegen/runtime/web/node_runner.mjs`, which loads the model
+through the same ES module the page uses (``edgegen.mjs``), and sends it batches over a pipe.
+It needs Node.js 18+ and onnxruntime-web installed with npm
+(:func:`edgegen.runtime.web.find_ort_web` says where it looks). Latency includes the copy
+through the pipe (about a millisecond for a 256×256 image, against hundreds for the model).
+``threads``: onnxruntime-web's WASM threads (its default when not given).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edgegen.runtime.errors import EdgegenError
+from edgegen.runtime.files import sha256_file
+from edgegen.runtime.web import ASSETS, find_node, find_ort_web
+
+from .base import RunnerInfo, file_spec
+from .pipe import PipeProcess, PipeRunner
+
+
+class WebRunner(PipeRunner):
+    """An ONNX file on onnxruntime-web's WASM backend, in a Node process of its own."""
+
+    def __init__(
+        self,
+        path: Path,
+        device: str = "cpu",
+        *,
+        name: str | None = None,
+        threads: int | None = None,
+        **_onnxruntime_options: Any,
+    ) -> None:
+        if device not in ("cpu", "auto", "wasm"):
+            raise EdgegenError(f"runtime web runs on the CPU (WASM), not {device!r}")
+        self.path = Path(path)
+        self.name = name or self.path.name
+        self.spec = file_spec(self.path)
+        ort = find_ort_web()
+        node = find_node()
+        self.pipe = PipeProcess(
+            [node, str(ASSETS / "node_runner.mjs"), str(ort.node_entry)], "runtime web"
+        )
+        manifest = {
+            "file": self.path.name,
+            "sha256": sha256_file(self.path),
+            "spec": json.loads(self.spec.to_json()),
+            "precision": self.spec.precision,
+        }
+        hello = {
+            "manifest": manifest,
+            "base": self.path.resolve().parent.as_uri() + "/",
+            "threads": threads or 0,
+        }
+        reply, _ = self.pipe.call(hello)
+        info = reply["info"]
+        self._info = info
+        self._version = f"{info.get('version', '?')}"
+        self._threads = int(info.get("threads") or 0)
+        self.logs: list[str] = list(info.get("logs", []))
+
+    @property
+    def info(self) -> RunnerInfo:
+        threads = f"{self._threads} thread{'s' if self._threads != 1 else ''}"
+        return RunnerInfo(
+            "web",
+            self._version,
+            "cpu",
+            [f"onnxruntime-web wasm ({threads}, node)"],
+            self.spec.precision,
+        )
