@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     show_default=True,
     help="What runs each model, comma-separated: onnxruntime (on each of --providers), "
     "openvino, openvino:bf16, openvino:f16 (edgegen[openvino], on the CPU), onnx-reference, "
-    "web (onnxruntime-web's WASM in Node), arm64 (emulated: qemu's speed, not an ARM CPU's).",
+    "web (onnxruntime-web's WASM in Node; web:chromium in headless Chromium), arm64 "
+    "(emulated: qemu's speed, not an ARM CPU's).",
 )
 @click.option("--threads", type=int, default=None, help="Inference threads (every runtime).")
 @click.option(

@@ -51,7 +51,8 @@ if TYPE_CHECKING:
     "on the CPU, computing in f32), openvino:bf16 or openvino:f16 (its faster inference "
     "precisions, where the CPU has them), onnx-reference (onnx's reference evaluator: slow, "
     "independent of every runtime's kernels; use small --sizes), web (onnxruntime-web's WASM "
-    "in Node, as a page runs it: Node and npm's onnxruntime-web), arm64 (onnxruntime for "
+    "in Node, as a page runs it: Node and npm's onnxruntime-web; web:chromium in headless "
+    "Chromium), arm64 (onnxruntime for "
     "aarch64 in the emulated root make check-arm64 builds: accuracy, not speed).",
 )
 @click.option(

@@ -18,8 +18,8 @@ from .options import DEVICE_HELP
     show_default=True,
     help="What runs the golden samples: onnxruntime, openvino, openvino:bf16, openvino:f16 "
     "(edgegen[openvino]; on the CPU), onnx-reference (onnx's reference evaluator), web "
-    "(onnxruntime-web's WASM in Node, as a page runs it), arm64 (onnxruntime for aarch64 in "
-    "the emulated root make check-arm64 builds).",
+    "(onnxruntime-web's WASM in Node, as a page runs it; web:chromium in headless "
+    "Chromium), arm64 (onnxruntime for aarch64 in the emulated root make check-arm64 builds).",
 )
 @click.option(
     "--no-manifest",

@@ -35,8 +35,9 @@ RUNTIMES: dict[str, str] = {
     "web": "edgegen.runners.web:WebRunner",
     "arm64": "edgegen.runners.arm64:Arm64Runner",
 }
-# The keyword a runtime's ``NAME:VALUE`` sets (``openvino:bf16``: the inference precision).
-RUNTIME_OPTION: dict[str, str] = {"openvino": "precision"}
+# The keyword a runtime's ``NAME:VALUE`` sets (``openvino:bf16``: the inference precision;
+# ``web:chromium``: where onnxruntime-web runs, node by default).
+RUNTIME_OPTION: dict[str, str] = {"openvino": "precision", "web": "host"}
 
 
 def onnx_runner(

@@ -26,7 +26,23 @@ from edgegen.runtime.errors import EdgegenError
 from .base import Runner
 
 
-class PipeProcess:
+class FramePipe:
+    """Frames to something that answers them: :meth:`call` is the one thing to provide."""
+
+    def call(self, header: dict[str, Any], payload: bytes = b"") -> tuple[dict[str, Any], bytes]:
+        raise NotImplementedError
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """A float32 batch through the other end."""
+        x = np.ascontiguousarray(x, dtype="<f4")
+        reply, body = self.call({"dims": list(x.shape)}, x.tobytes())
+        return np.frombuffer(body, dtype="<f4").reshape(reply["dims"]).astype(np.float32)
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class PipeProcess(FramePipe):
     """A child process that answers frames; ``what`` names it in errors ("runtime web")."""
 
     def __init__(self, cmd: Sequence[str], what: str, env: dict[str, str] | None = None) -> None:
@@ -73,12 +89,6 @@ class PipeProcess:
             raise EdgegenError(f"{self.what}: {reply['error']}")
         return reply, body
 
-    def infer(self, x: np.ndarray) -> np.ndarray:
-        """A float32 batch through the other end."""
-        x = np.ascontiguousarray(x, dtype="<f4")
-        reply, body = self.call({"dims": list(x.shape)}, x.tobytes())
-        return np.frombuffer(body, dtype="<f4").reshape(reply["dims"]).astype(np.float32)
-
     def close(self) -> None:
         proc = self._proc
         if proc.poll() is not None:
@@ -114,7 +124,7 @@ class PipeRunner(Runner):
     """A runner whose model runs in another process (:attr:`pipe`): batches go through in the
     model's layout, and :meth:`close` ends the process (and what :meth:`cleanup` removes)."""
 
-    pipe: PipeProcess | None = None
+    pipe: FramePipe | None = None
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         assert self.pipe is not None

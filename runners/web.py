@@ -1,7 +1,11 @@
-"""onnxruntime-web (WASM, SIMD, threads) in Node: what a browser page or a Node app runs.
+"""onnxruntime-web (WASM, SIMD, threads) in Node or in headless Chromium: what a browser page or
+a Node app runs.
 
-The runner starts ``node`` on :file:`edgegen/runtime/web/node_runner.mjs`, which loads the model
-through the same ES module the page uses (``edgegen.mjs``), and sends it batches over a pipe.
+``web`` (``web:node``) starts ``node`` on :file:`edgegen/runtime/web/node_runner.mjs`, which
+loads the model through the same ES module the page uses (``edgegen.mjs``), and sends it batches
+over a pipe; ``web:chromium`` runs that module in headless Chromium
+(:mod:`edgegen.runners.browser`), cross-origin isolated, so WASM threads run there as in a
+page served with the right headers.
 It needs Node.js 18+ and onnxruntime-web installed with npm
 (:func:`edgegen.runtime.web.find_ort_web` says where it looks). Latency includes the copy
 through the pipe (about a millisecond for a 256×256 image, against hundreds for the model).
@@ -19,7 +23,10 @@ from edgegen.runtime.files import sha256_file
 from edgegen.runtime.web import ASSETS, find_node, find_ort_web
 
 from .base import RunnerInfo, file_spec
+from .browser import BrowserPipe
 from .pipe import PipeProcess, PipeRunner
+
+HOSTS = ("node", "chromium")
 
 
 class WebRunner(PipeRunner):
@@ -32,30 +39,39 @@ class WebRunner(PipeRunner):
         *,
         name: str | None = None,
         threads: int | None = None,
+        host: str = "node",
         **_onnxruntime_options: Any,
     ) -> None:
         if device not in ("cpu", "auto", "wasm"):
             raise EdgegenError(f"runtime web runs on the CPU (WASM), not {device!r}")
+        if host not in HOSTS:
+            raise EdgegenError(f"runtime web runs in {' or '.join(HOSTS)}, not {host!r}")
+        self._host = host
         self.path = Path(path)
         self.name = name or self.path.name
         self.spec = file_spec(self.path)
         ort = find_ort_web()
-        node = find_node()
-        self.pipe = PipeProcess(
-            [node, str(ASSETS / "node_runner.mjs"), str(ort.node_entry)], "runtime web"
-        )
+        if host == "chromium":
+            self.pipe = BrowserPipe(self.path, ort, "runtime web:chromium")
+        else:
+            node = find_node()
+            self.pipe = PipeProcess(
+                [node, str(ASSETS / "node_runner.mjs"), str(ort.node_entry)], "runtime web"
+            )
         manifest = {
             "file": self.path.name,
             "sha256": sha256_file(self.path),
             "spec": json.loads(self.spec.to_json()),
             "precision": self.spec.precision,
         }
-        hello = {
-            "manifest": manifest,
-            "base": self.path.resolve().parent.as_uri() + "/",
-            "threads": threads or 0,
-        }
-        reply, _ = self.pipe.call(hello)
+        hello: dict[str, Any] = {"manifest": manifest, "threads": threads or 0}
+        if host == "node":  # the page's own address is the base in a browser
+            hello["base"] = self.path.resolve().parent.as_uri() + "/"
+        try:
+            reply, _ = self.pipe.call(hello)
+        except EdgegenError:
+            self.close()
+            raise
         info = reply["info"]
         self._info = info
         self._version = f"{info.get('version', '?')}"
@@ -65,10 +81,11 @@ class WebRunner(PipeRunner):
     @property
     def info(self) -> RunnerInfo:
         threads = f"{self._threads} thread{'s' if self._threads != 1 else ''}"
+        runtime = "web" if self._host == "node" else f"web:{self._host}"
         return RunnerInfo(
-            "web",
+            runtime,
             self._version,
             "cpu",
-            [f"onnxruntime-web wasm ({threads}, node)"],
+            [f"onnxruntime-web wasm ({threads}, {self._host})"],
             self.spec.precision,
         )

@@ -136,3 +136,35 @@ def test_a_page_is_replaced_whole_by_a_new_one(tmp_path: Path, ort_web: Any) -> 
     assert run_edgegen("web", "denoise-blind", "-o", str(out)).returncode == 0
     assert not (out / "models" / "sr2").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no temporary left
+
+
+def test_the_chromium_runner_computes_what_node_does_bit_for_bit(ort_web: Any) -> None:
+    """`--runtimes web:chromium` runs edgegen.mjs in the browser (cross-origin isolated: two
+    threads); the WASM kernels are the same as in Node, and so is every output value."""
+    from webtools import CHROMIUM
+
+    from edgegen.runners import onnx_runner
+
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    x = np.random.default_rng(11).random((1, 3, 40, 56), dtype=np.float32)
+    for model in ("denoise-blind:fp32", "sr2:int8"):
+        browser = onnx_runner(resolve(model), "web:chromium", threads=2)
+        node = onnx_runner(resolve(model), "web", threads=2)
+        try:
+            assert browser.info.runtime == "web:chromium"
+            assert browser.info.providers == ["onnxruntime-web wasm (2 threads, chromium)"]
+            np.testing.assert_array_equal(browser.infer(x), node.infer(x))
+        finally:
+            browser.close()  # type: ignore[attr-defined]
+            node.close()  # type: ignore[attr-defined]
+
+
+def test_verify_in_chromium_passes_and_names_the_browser(ort_web: Any) -> None:
+    from webtools import CHROMIUM
+
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    proc = run_edgegen("verify", str(resolve("denoise-blind:int8")), "--runtime", "web:chromium")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "chromium" in proc.stdout.splitlines()[0] and proc.stdout.strip().endswith("PASS")
