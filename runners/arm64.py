@@ -20,7 +20,7 @@ from typing import Any
 from edgegen.runtime.errors import EdgegenError
 from edgegen.runtime.manifest import manifest_path
 
-from .base import RunnerInfo, file_spec
+from .base import RunnerInfo
 from .pipe import PipeProcess, PipeRunner
 
 VENV = "/opt/edgegen"  # the root's venv, which make check-arm64 fills
@@ -67,9 +67,7 @@ class Arm64Runner(PipeRunner):
     ) -> None:
         if device not in ("cpu", "auto"):
             raise EdgegenError(f"runtime arm64 runs on the (emulated) CPU, not {device!r}")
-        self.path = Path(path)
-        self.name = name or self.path.name
-        self.spec = file_spec(self.path)
+        self._open_file(path, name)
         root = arm64_root()
         (root / "work").mkdir(exist_ok=True)
         self._stage = Path(tempfile.mkdtemp(prefix="runner-", dir=root / "work"))

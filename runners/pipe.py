@@ -17,13 +17,14 @@ import struct
 import subprocess
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from edgegen.runtime.errors import EdgegenError
 
-from .base import Runner
+from .base import Runner, file_spec
 
 
 class FramePipe:
@@ -125,6 +126,13 @@ class PipeRunner(Runner):
     model's layout, and :meth:`close` ends the process (and what :meth:`cleanup` removes)."""
 
     pipe: FramePipe | None = None
+    path: Path  # always a file here
+
+    def _open_file(self, path: Path, name: str | None) -> None:
+        """The model file, checked (manifest, spec) before any process starts."""
+        self.path = Path(path)
+        self.name = name or self.path.name
+        self.spec = file_spec(self.path)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         assert self.pipe is not None

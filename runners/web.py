@@ -22,7 +22,7 @@ from edgegen.runtime.errors import EdgegenError
 from edgegen.runtime.files import sha256_file
 from edgegen.runtime.web import ASSETS, find_node, find_ort_web
 
-from .base import RunnerInfo, file_spec
+from .base import RunnerInfo
 from .browser import BrowserPipe
 from .pipe import PipeProcess, PipeRunner
 
@@ -30,7 +30,8 @@ HOSTS = ("node", "chromium")
 
 
 class WebRunner(PipeRunner):
-    """An ONNX file on onnxruntime-web's WASM backend, in a Node process of its own."""
+    """An ONNX file on onnxruntime-web's WASM backend, in Node (``host="node"``) or in headless
+    Chromium (``host="chromium"``)."""
 
     def __init__(
         self,
@@ -47,9 +48,7 @@ class WebRunner(PipeRunner):
         if host not in HOSTS:
             raise EdgegenError(f"runtime web runs in {' or '.join(HOSTS)}, not {host!r}")
         self._host = host
-        self.path = Path(path)
-        self.name = name or self.path.name
-        self.spec = file_spec(self.path)
+        self._open_file(path, name)
         ort = find_ort_web()
         if host == "chromium":
             self.pipe = BrowserPipe(self.path, ort, "runtime web:chromium")
