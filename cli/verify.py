@@ -54,5 +54,8 @@ def verify(model: Path, device: str, runtime: str, no_manifest: bool) -> int:
     report = verify_golden(golden, runner.infer, runner.spec, model, runner.providers)
     if note is not None:
         report.notes.append(note)
+    backend = getattr(getattr(runner, "generator", None), "backend_note", None)
+    if backend is not None:
+        report.notes.append(backend)
     click.echo(report.table())
     return 0 if report else 1

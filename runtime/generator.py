@@ -34,7 +34,7 @@ from .io_binding import Bindings, BoundRun
 from .manifest import check_manifest
 from .model_io import from_model, output_shape, pad_to_multiple, to_model
 from .onnx_metadata import read_metadata
-from .openvino_session import OpenVINOSession, parse_runtime
+from .openvino_session import OpenVINOSession, open_ep_session, openvino_ep, parse_runtime
 from .providers import CUDA, ProviderSpec
 from .session import OpenedSession, open_session
 from .session_config import SessionConfig
@@ -159,6 +159,9 @@ class Generator:
             spinning=spinning,
         )
         known = spec if spec is not None else self._spec_from_file()
+        # Which path runs the model where two could (runtime openvino: onnxruntime's OpenVINO
+        # EP plugin or OpenVINO's own API), and why; None where there is one.
+        self.backend_note: str | None = None
         self.runtime, option = parse_runtime(runtime)
         if self.runtime == "openvino":
             opened, self.spec = self._open_openvino(device, providers, config, known, option)
@@ -224,8 +227,15 @@ class Generator:
             raise EdgegenError("onnxruntime's session options do not apply to runtime openvino")
         if spec is None:
             raise EdgegenError(f"{self.path}: runtime openvino reads ONNX files with a spec")
-        session = OpenVINOSession(self.path, device, precision or "f32", config.threads)
         off = dataclasses.replace(ours, io_binding=False)
+        key = device.strip().lower()
+        choice = openvino_ep("cpu" if key == "auto" else key, precision or "f32")
+        if choice.devices:
+            ep = open_ep_session(self.path, choice, precision or "f32", config.threads)
+            self.backend_note = "onnxruntime's OpenVINO EP plugin ran it"
+            return OpenedSession(ep, list(ep.get_providers()), off), spec
+        session = OpenVINOSession(self.path, device, precision or "f32", config.threads)
+        self.backend_note = f"OpenVINO's own API ran it: {choice.why}"
         return OpenedSession(session, session.get_providers(), off), spec
 
     def _parse_spec(self, text: str | None) -> ModelSpec:

@@ -9,6 +9,12 @@ setting. edgegen asks for f32 unless told otherwise, so that the default compute
 verified; ``openvino:bf16`` is the faster setting, to be verified and compared like any other
 variant. A precision the device cannot run is an error, never a silent f32.
 
+onnxruntime's own OpenVINO execution provider (the ``onnxruntime-ep-openvino`` plugin) is the
+other way to the same compiler: where the plugin is installed and lists a device of the kind
+asked for, :func:`openvino_ep` picks it and the session is onnxruntime's, with that provider;
+elsewhere (the plugin missing, listing no device, as on AMD CPUs, or asked for bf16, which it
+does not offer) OpenVINO's own API compiles the file, and :attr:`EPChoice.why` says why.
+
 openvino is imported here only, when such a session is opened: ``import edgegen.runtime``
 still loads numpy and onnxruntime alone.
 """
@@ -44,6 +50,75 @@ def parse_runtime(runtime: str) -> tuple[str, str | None]:
     if name == "onnxruntime" and option:
         raise EdgegenError(f"runtime onnxruntime takes no option (got {runtime!r})")
     return name, option or None
+
+
+EP_NAME = "OpenVINOExecutionProvider"
+# The plugin's "precision" option for each inference precision; it offers no bf16.
+_EP_PRECISION = {"f32": "FP32", "f16": "FP16"}
+_ep_lock = threading.Lock()
+_ep_loaded: dict[str, str] = {}  # "error" -> why the plugin did not register ("" when it did)
+
+
+@dataclass(frozen=True)
+class EPChoice:
+    """onnxruntime's OpenVINO EP devices for a request, or none and why not."""
+
+    devices: list[Any]  # onnxruntime OrtEpDevice objects; empty: use OpenVINO's own API
+    why: str  # why the plugin is not used ("" when it is)
+
+
+def openvino_ep(device: str, precision: str) -> EPChoice:
+    """The plugin's devices of kind ``device`` (cpu, gpu) for ``precision``, registering the
+    plugin with onnxruntime once per process; none, with the reason, where it cannot serve."""
+    if precision not in _EP_PRECISION:
+        return EPChoice([], f"onnxruntime's OpenVINO EP offers no {precision} precision")
+    try:
+        import onnxruntime_ep_openvino as plugin  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return EPChoice([], "onnxruntime's OpenVINO EP plugin (onnxruntime-ep-openvino) is not "
+                        "installed")  # fmt: skip
+    import onnxruntime as ort
+
+    if not hasattr(ort, "register_execution_provider_library"):
+        return EPChoice([], f"onnxruntime {ort.__version__} cannot load EP plugins")
+    with _ep_lock:
+        if "error" not in _ep_loaded:
+            try:
+                ort.register_execution_provider_library(EP_NAME, plugin.get_library_path())
+                _ep_loaded["error"] = ""
+            except Exception as exc:  # a C++ error from the plugin's loader, any type
+                _ep_loaded["error"] = _first_line(exc)
+    if _ep_loaded["error"]:
+        return EPChoice([], f"onnxruntime's OpenVINO EP plugin did not load: {_ep_loaded['error']}")
+    kind = DEVICES.get(device, device.upper())
+    listed = [d for d in ort.get_ep_devices() if d.ep_name == EP_NAME]
+    found = [d for d in listed if str(d.device.type).rsplit(".", 1)[-1] == kind]
+    if not found:
+        kinds = sorted({str(d.device.type).rsplit(".", 1)[-1] for d in listed}) or ["none"]
+        return EPChoice(
+            [], f"onnxruntime's OpenVINO EP plugin lists no {kind} device here ({', '.join(kinds)})"
+        )
+    return EPChoice(found, "")
+
+
+def open_ep_session(path: Path, choice: EPChoice, precision: str, threads: int | None) -> Any:
+    """An onnxruntime session of ``path`` on the plugin's devices at ``precision``."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    settings = {"precision": _EP_PRECISION[precision]}
+    if threads is not None:
+        settings["num_of_threads"] = str(int(threads))
+    options.add_provider_for_devices(choice.devices, settings)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise EdgegenError(
+            f"onnxruntime's OpenVINO EP cannot open {path}: {_first_line(exc)}"
+        ) from None
+    if session.get_providers()[0] != EP_NAME:
+        raise EdgegenError(f"onnxruntime's OpenVINO EP took no part of {path}")
+    return session
 
 
 def import_openvino() -> Any:

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("runtime", "cluster", "runners", "evaluation", "train", "export", "pipeline", "cli")
 DATA_PACKAGES = {"models"}  # the shipped models: files, no code that imports
 RUNTIME_THIRD_PARTY = {"numpy", "onnxruntime"}
-RUNTIME_LAZY = {"PIL", "openvino"}  # inside the functions that need them: image files, OpenVINO
+# Inside the functions that need them: image files, OpenVINO, onnxruntime's OpenVINO EP plugin.
+RUNTIME_LAZY = {"PIL", "openvino", "onnxruntime_ep_openvino"}
 
 
 def package_dirs(root: Path = ROOT) -> dict[str, Path]:

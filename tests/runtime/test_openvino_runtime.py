@@ -127,6 +127,42 @@ def test_bf16_runs_in_bf16_and_verify_says_what_it_costs(models):
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
+def test_verify_says_which_openvino_path_ran_and_why(models):
+    """onnxruntime's OpenVINO EP plugin runs the model where it lists a CPU device; elsewhere
+    OpenVINO's own API does, and verify names the reason (the plugin missing, or listing no
+    device: this machine's AMD CPU). What the plugin lists is asked of onnxruntime here."""
+    listed = in_child(
+        """
+        import importlib.util
+        result = None
+        if importlib.util.find_spec("onnxruntime_ep_openvino") is not None:
+            import onnxruntime as ort, onnxruntime_ep_openvino as plugin
+            ort.register_execution_provider_library("OpenVINOExecutionProvider",
+                                                    plugin.get_library_path())
+            result = [str(d.device.type) for d in ort.get_ep_devices()
+                      if d.ep_name == "OpenVINOExecutionProvider"]
+        """
+    )
+    proc = run_edgegen("verify", str(models / "model.int8.onnx"), "--runtime", "openvino")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    notes = [line for line in proc.stdout.splitlines() if "ran it" in line]
+    assert len(notes) == 1, proc.stdout
+    if listed is None:
+        assert "OpenVINO's own API ran it" in notes[0] and "not installed" in notes[0]
+    elif not any(t.endswith("CPU") for t in listed):
+        assert "OpenVINO's own API ran it" in notes[0] and "lists no CPU device" in notes[0]
+    else:
+        assert "onnxruntime's OpenVINO EP plugin ran it" in notes[0]
+    # bf16 is OpenVINO's API's alone: the plugin offers no such precision.
+    why = in_child(
+        """
+        from edgegen.runtime.openvino_session import openvino_ep
+        result = openvino_ep("cpu", "bf16").why
+        """
+    )
+    assert why == "onnxruntime's OpenVINO EP offers no bf16 precision"
+
+
 def test_a_16_bit_precision_the_cpu_lacks_is_refused(models):
     lacking = [p for p, c in (("bf16", "BF16"), ("f16", "FP16")) if c not in capabilities()]
     if not lacking:
