@@ -9,14 +9,14 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check 
 # The top-level folders that are packages of edgegen (edgegen.<folder>), lowest layer first.
 PACKAGES := runtime cluster runners evaluation train export pipeline cli models
 
-.PHONY: install lint typecheck test test-ecosystem check-arm64 demo models clean
+.PHONY: install lint typecheck test test-ecosystem check-arm64 demo data models clean
 
 install: $(STAMP) node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) pip setuptools
-	$(PIP_INSTALL) -e '.[cpu,train,cluster,openvino,dev,docs]'
+	$(PIP_INSTALL) -e '.[cpu,train,cluster,openvino,openvino-ep,bench,dev,docs]'
 	# spandrel without its torchvision: PyPI's torchvision does not import beside the CPU torch
 	# build; edgegen stands in for it (only LaMa and RestoreFormer call it).
 	$(PIP_INSTALL) --no-deps spandrel einops
@@ -63,14 +63,21 @@ demo: install
 	rm -rf runs/demo
 	$(BIN)/edgegen pipeline --preset denoise-small --steps 300 --val-every 100 --out runs/demo
 
-# Reproduce the shipped models (models/*/): train each from its preset, export fp32 and int8
-# with manifests and golden samples, then measure them and write their metrics and model cards.
-# Roughly 15 minutes on 2 free cores (estimated from training throughput; it took 80 minutes
-# while other work shared them, as each card says).
-models: install
+# The training and held-out photos (data/photos, git-ignored): real photographs from Debian
+# packages, each checked against data/sources.toml's sha256 and listed with its licence in
+# data/photos/SOURCES.md. About 210 MB of .deb downloads (cached in data/debs), under a minute.
+data: install
+	$(BIN)/python scripts/fetch_photos.py
+
+# Reproduce the shipped models (models/*/): train each from its preset on `make data`'s photos,
+# export fp32 and int8 with manifests and golden samples, then measure them beside BM3D and
+# bicubic on the held-out photos and write their metrics and model cards (each card records
+# its training time: about an hour for the denoiser on one core, 12 minutes for sr2 on two).
+models: install data
 	rm -rf runs/models
 	$(BIN)/edgegen train --preset denoise-blind --out runs/models/denoise-blind
-	$(BIN)/edgegen export runs/models/denoise-blind --out models/denoise-blind --precision fp32,int8
+	$(BIN)/edgegen export runs/models/denoise-blind --out models/denoise-blind --precision fp32,int8 \
+		--qat 200 --calib data/photos/train --calib-count 64
 	$(BIN)/edgegen train --preset sr2 --out runs/models/sr2
 	$(BIN)/edgegen export runs/models/sr2 --out models/sr2 --precision fp32,int8
 	$(BIN)/python benchmarks/shipped_models.py --runs runs/models --write

@@ -32,9 +32,14 @@ _RANGE = "NUMBER or LOW,HIGH"
 @click.option("--scale", type=int, help="Super-resolution factor: 2, 3 or 4. [default: 2 for sr]")
 @click.option("--quality", metavar=_RANGE, help="JPEG quality, or a range. [default: 30]")
 @click.option("--color", help="rgb | gray  [default: rgb]")
-@click.option("--arch", help="Architecture preset: tiny | small | medium  [default: small]")
+@click.option(
+    "--arch",
+    help="Architecture preset: tiny | small | medium (flat) or unet-tiny | unet (multi-scale "
+    "U-Net)  [default: small]",
+)
 @click.option("--channels", type=int, help="Feature channels (overrides the arch preset).")
 @click.option("--blocks", type=int, help="Residual blocks (overrides the arch preset).")
+@click.option("--levels", type=int, help="Resolutions of a U-Net arch (overrides its preset).")
 @click.option("--act", help="relu | prelu | lrelu  [default: relu]")
 @click.option(
     "--batch-norm/--no-batch-norm",
@@ -54,6 +59,11 @@ _RANGE = "NUMBER or LOW,HIGH"
 )
 @click.option(
     "--val", help="Held-out photos: 'bundled' or a folder. [default: the fixed split of --data]"
+)
+@click.option(
+    "--augment",
+    help="What may change in a training patch, comma-separated: flips, channels (RGB order), "
+    "gamma (exposure, gamma, saturation), dark (dim scenes), or none. [default: flips]",
 )
 @click.option("--patch", type=int, help="Training patch size (output pixels). [default: 64]")
 @click.option("--batch", type=int, help="Global batch size (split across DDP ranks). [default: 16]")

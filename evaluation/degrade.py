@@ -30,15 +30,20 @@ def _describe(value: float | Range) -> float | list[float]:
 @dataclass(frozen=True)
 class GaussianNoise:
     """Additive white Gaussian noise of ``sigma`` (in 8-bit steps, or a range for blind
-    denoising), clipped to [0, 1] as a real sensor's output would be."""
+    denoising), clipped to [0, 1] and rounded to 8 bits, as a noisy photo on disk holds it.
+
+    Clipping skews the noise where the photo is dark or saturated (its mean there is no longer
+    the clean value): a model must learn to undo that too, or it shifts the colours of dark
+    backgrounds."""
 
     sigma: float | Range
 
     def __call__(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         sigma = _draw(self.sigma, rng) / 255.0
         noise = rng.standard_normal(clean.shape, dtype=np.float32) * np.float32(sigma)
-        noisy: np.ndarray = np.clip(clean + noise, 0.0, 1.0)
-        return noisy
+        noisy = np.clip(clean + noise, 0.0, 1.0)
+        quantized: np.ndarray = (np.round(noisy * 255.0) / 255.0).astype(np.float32)
+        return quantized
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "gaussian_noise", "sigma": _describe(self.sigma)}

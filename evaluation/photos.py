@@ -92,7 +92,10 @@ def bundled_paths(split: str) -> list[Path]:
 def find_images(root: Path) -> list[Path]:
     """Image files under ``root`` (recursive), sorted for a stable order; or ``root`` itself."""
     if not root.exists():
-        raise EdgegenError(f"data path {root} does not exist")
+        hint = ""
+        if "photos" in root.parts and root.name in ("train", "held-out", "photos"):
+            hint = " (`make data` fetches the training and held-out photos into data/photos)"
+        raise EdgegenError(f"data path {root} does not exist{hint}")
     if root.is_file():
         return [root]
     paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

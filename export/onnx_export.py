@@ -104,9 +104,9 @@ def _tensor_identities(module: nn.Module) -> list[tuple[str, int, int]]:
 def is_own_generator(module: nn.Module) -> bool:
     """edgegen's own architecture (the spec's arch name alone does not say: it is the default
     of a spec a user writes for a module of their own)."""
-    from edgegen.train.archs import ResidualGenerator
+    from edgegen.train.archs import OWN_MODULES
 
-    return isinstance(module, ResidualGenerator)
+    return isinstance(module, OWN_MODULES)
 
 
 def _extra_parameters(module: nn.Module) -> bool:

@@ -143,22 +143,22 @@ def _json_default(value: Any) -> Any:
 def load_model(path: str | Path, prefer: str = "best") -> tuple[Any, Any, Checkpoint]:
     """The network a checkpoint holds, rebuilt from its spec alone: ``(model, spec, checkpoint)``.
 
-    ``model`` is a :class:`~edgegen.train.archs.ResidualGenerator` in eval mode on the CPU and
-    ``spec`` its :class:`~edgegen.runtime.spec.ModelSpec`; every failure is one
-    :class:`EdgegenError` naming the file.
+    ``model`` is one of edgegen's architectures (:data:`~edgegen.train.archs.FAMILIES`) in
+    eval mode on the CPU and ``spec`` its :class:`~edgegen.runtime.spec.ModelSpec`; every
+    failure is one :class:`EdgegenError` naming the file.
     """
     from edgegen.runtime.spec import ModelSpec
 
-    from .archs import GeneratorParams, ResidualGenerator
+    from .archs import FAMILIES, from_spec
 
     ckpt = load_checkpoint(path, prefer=prefer)
     if "spec" not in ckpt.record:
         raise EdgegenError(f"{ckpt.path}: checkpoint has no model spec")
     spec = ModelSpec.from_dict(ckpt.record["spec"])
-    if spec.arch != ResidualGenerator.arch_name:
+    if spec.arch not in FAMILIES:
         raise EdgegenError(f"{ckpt.path}: unknown architecture {spec.arch!r}")
     try:
-        model = ResidualGenerator(GeneratorParams(**spec.arch_params))
+        model = from_spec(spec.arch, spec.arch_params)
         model.load_state_dict(ckpt.weights)
     except (TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0]

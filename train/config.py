@@ -30,6 +30,10 @@ SCHEDULES = ("cosine", "constant")
 COLORS = ("rgb", "gray")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_DTYPES = ("auto", "bf16", "fp16")  # auto: bf16 where the GPU has it, else fp16
+# What training may change in a clean patch, each a change the model's output must follow:
+# flips (the square's 8 symmetries), channels (RGB order permuted), gamma (exposure and gamma,
+# clipped: saturated content), dark (a patch darkened to a dim scene). "none" keeps it as is.
+AUGMENTS = ("flips", "channels", "gamma", "dark", "none")
 
 Range = tuple[float, float]
 
@@ -46,6 +50,7 @@ class TrainConfig:
     arch: str = "small"
     channels: int | None = None  # overrides the arch preset
     blocks: int | None = None
+    levels: int | None = None  # resolutions of a U-Net arch (overrides its preset)
     act: str = "relu"
     batch_norm: bool = False
     act_after_add: bool = False
@@ -53,6 +58,7 @@ class TrainConfig:
     # data
     data: str = "bundled"  # 'bundled' or a folder of images
     val: str | None = None  # held-out photos: 'bundled', a folder, or None for the default split
+    augment: str = "flips"  # comma-separated, from AUGMENTS
     patch: int = 64
     batch: int = 16
     workers: int = 1
@@ -85,6 +91,10 @@ class TrainConfig:
         return 1
 
     @property
+    def augmentations(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.augment.split(",") if a.strip())
+
+    @property
     def channels_io(self) -> int:
         return 3 if self.color == "rgb" else 1
 
@@ -99,6 +109,27 @@ class TrainConfig:
         _choice("color", self.color, COLORS)
         _choice("device", self.device, DEVICES)
         _choice("amp_dtype", self.amp_dtype, AMP_DTYPES)
+        for item in self.augmentations:
+            _choice("augment", item, AUGMENTS)
+        from .archs import get as arch_preset
+
+        family = arch_preset(self.arch).family
+        if family == "residual_unet":
+            unsupported = [
+                name
+                for name, on in (
+                    ("--batch-norm", self.batch_norm),
+                    ("--act-after-add", self.act_after_add),
+                    ("--res-scale", self.res_scale != 1.0),
+                )
+                if on
+            ]
+            if unsupported:
+                raise EdgegenError(f"arch {self.arch} (a U-Net) has no {', '.join(unsupported)}")
+        elif self.levels is not None:
+            raise EdgegenError(f"--levels applies to U-Net archs, not {self.arch}")
+        if self.levels is not None and not 1 <= self.levels <= 6:
+            raise EdgegenError(f"--levels must be 1 to 6, got {self.levels}")
         if self.scale is not None:
             if self.task != "sr" and self.scale != 1:
                 raise EdgegenError(f"--scale applies to task sr only (task is {self.task})")
@@ -201,7 +232,7 @@ def coerce_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise EdgegenError(f"{where}: {name} must be true or false, got {value!r}")
             out[name] = value
-        elif name in ("scale", "channels", "blocks", "steps") or isinstance(default, int):
+        elif name in ("scale", "channels", "blocks", "levels", "steps") or isinstance(default, int):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise EdgegenError(f"{where}: {name} must be an integer, got {value!r}")
             out[name] = value

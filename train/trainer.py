@@ -109,11 +109,14 @@ def load_photos(cfg: TrainConfig, log: Log) -> tuple[list[Photo], list[Photo]]:
 # ----------------------------------------------------------------------------------- pieces
 
 
-def build_model(cfg: TrainConfig) -> archs.ResidualGenerator:
+def build_model(cfg: TrainConfig) -> Any:
+    """The network of ``cfg``: a :class:`~edgegen.train.archs.ResidualGenerator` or a
+    :class:`~edgegen.train.archs.ResidualUNet`."""
     return archs.build(
         cfg.arch,
         channels=cfg.channels,
         blocks=cfg.blocks,
+        levels=cfg.levels,
         scale=cfg.effective_scale,
         in_channels=cfg.channels_io,
         out_channels=cfg.channels_io,
@@ -124,7 +127,7 @@ def build_model(cfg: TrainConfig) -> archs.ResidualGenerator:
     )
 
 
-def make_spec(cfg: TrainConfig, model: archs.ResidualGenerator) -> ModelSpec:
+def make_spec(cfg: TrainConfig, model: Any) -> ModelSpec:
     degradation = make_degradation(cfg.task, cfg.sigma, cfg.effective_scale, cfg.quality)
     return ModelSpec(
         task=cfg.task,
@@ -135,6 +138,7 @@ def make_spec(cfg: TrainConfig, model: archs.ResidualGenerator) -> ModelSpec:
         arch=model.arch_name,
         arch_params=model.params.to_dict(),
         receptive_field=model.receptive_field(),
+        pad_multiple=getattr(model, "pad_multiple", 1),
         degradation=degradation.describe(),
         provenance=Provenance(edgegen_version=__version__, run=Path(cfg.out).name),
     )
@@ -310,7 +314,9 @@ class _Run:
         cfg, dist = self.cfg, self.dist
         train_photos, val_photos = load_photos(cfg, self.log if dist.main else (lambda _m: None))
         degradation = make_degradation(cfg.task, cfg.sigma, self.scale, cfg.quality)
-        self.dataset = PatchDataset(train_photos, degradation, cfg.patch, cfg.seed, self.scale)
+        self.dataset = PatchDataset(
+            train_photos, degradation, cfg.patch, cfg.seed, self.scale, cfg.augmentations
+        )
         if cfg.batch % dist.world:
             raise EdgegenError(f"--batch {cfg.batch} is not divisible by {dist.world} processes")
         torch.manual_seed(cfg.seed)
@@ -576,8 +582,9 @@ def _steps_for_budget(
 def _report(log: Log, bar: Any, m: dict[str, Any], total: int) -> None:
     loss = f"loss {m['train_loss']:.4f}  " if m.get("train_loss") is not None else ""
     rate = f"  {m['patches_per_s']:.1f} patches/s" if m.get("patches_per_s") else ""
+    of = "?" if total == UNKNOWN_TOTAL else total  # a --minutes run before its steps are timed
     line = (
-        f"step {m['step']}/{total}  {loss}val PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  "
+        f"step {m['step']}/{of}  {loss}val PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  "
         f"(input {m['input_psnr']:.2f} dB, {m['input_ssim']:.4f})  {m['seconds']:.0f}s{rate}"
     )
     if bar is not None:

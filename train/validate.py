@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edgegen.evaluation.samples import Sample
@@ -63,12 +64,27 @@ class Validator:
         try:
             for pair, (in_psnr, in_ssim) in zip(self.pairs, self.baselines, strict=True):
                 x = torch.from_numpy(pair.degraded.transpose(2, 0, 1).copy())[None].to(device)
-                y = model(x).float().clamp_(0.0, 1.0)[0].cpu().numpy().transpose(1, 2, 0)
+                out = run_padded(model, x, self.scale).float().clamp_(0.0, 1.0)
+                y = out[0].cpu().numpy().transpose(1, 2, 0)
                 psnr, ssim = psnr_ssim(_clean(pair), np.ascontiguousarray(y))
                 scores.append(ImageScore(pair.photo, psnr, ssim, in_psnr, in_ssim))
         finally:
             model.train(was_training)
         return scores
+
+
+def run_padded(model: nn.Module, x: torch.Tensor, scale: int) -> torch.Tensor:
+    """``model(x)`` for any input size: a network whose sides must be multiples of its
+    ``pad_multiple`` (a U-Net) gets the input reflect-padded at the bottom and right, as the
+    runtime pads it, and its output cropped back."""
+    multiple = int(getattr(model, "pad_multiple", 1))
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if not ph and not pw:
+        return model(x)
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    y = model(F.pad(x, (0, pw, 0, ph), mode=mode))
+    return y[..., : h * scale, : w * scale]
 
 
 def _clean(pair: Sample) -> np.ndarray:

@@ -958,6 +958,12 @@ CASES: list[Case] = [
     Case("train-out-is-a-file", "train", "--out names an existing file",
          lambda e: ["train", "--out", str(a_file(e)), "--arch", "tiny", "--steps", "1"], 2,
          ("notes.txt is a file",)),
+    Case("train-photos-not-fetched", "train", "--data names data/photos/train before `make data`",
+         lambda e: ["train", "--data", str(e.path("data/photos/train")), "--out", e.out()], 2,
+         ("photos/train does not exist", "`make data` fetches")),
+    Case("train-augment-unknown", "train", "--augment sepia",
+         lambda e: ["train", "--augment", "flips,sepia", "--out", e.out()], 2,
+         ("unknown augment 'sepia'",)),
     # ---- compare and bench options ----
     Case("compare-sizes-malformed", "compare", "--sizes 0x5",
          compare_args("--sizes", "0x5"), 2, ("0x5",)),

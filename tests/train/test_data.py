@@ -482,6 +482,51 @@ def test_patch_is_a_crop_under_one_of_the_eight_symmetries():
     assert len(seen) >= 6  # the augmentation really varies
 
 
+def _coords_photo() -> Photo:
+    pixels = np.zeros((48, 48, 3), np.uint8)
+    pixels[..., 0] = 200
+    pixels[..., 1] = 100
+    pixels[..., 2] = 50
+    return Photo("flat", pixels)
+
+
+def test_channel_augmentation_permutes_the_colours():
+    ds = PatchDataset([_coords_photo()], GaussianNoise(0), patch=16, seed=0, augment=("channels",))
+    orders = set()
+    for i in range(40):
+        _, clean = ds[i]
+        values = tuple(round(float(v) * 255) for v in clean[:, 0, 0])
+        assert sorted(values) == [50, 100, 200]
+        assert torch.all(clean == clean[:, :1, :1])  # a permutation, per patch, not per pixel
+        orders.add(values)
+    assert len(orders) == 6  # every order of the three channels occurs
+
+
+def test_gamma_augmentation_changes_exposure_and_saturates_highlights():
+    bright = Photo("bright", np.full((48, 48, 3), 240, np.uint8))
+    ds = PatchDataset([bright], GaussianNoise(0), patch=16, seed=0, augment=("gamma",))
+    levels = [float(ds[i][1][0, 0, 0]) for i in range(200)]
+    unchanged = sum(abs(v - 240 / 255) < 1e-6 for v in levels)
+    assert 60 < unchanged < 140  # about half the patches keep their exposure
+    assert max(levels) == 1.0  # some saturate (gain above 1, clipped)
+    assert min(levels) < 0.6  # some are darker
+    assert all(0.0 <= v <= 1.0 for v in levels)
+
+
+def test_dark_augmentation_makes_dim_patches_and_none_changes_nothing():
+    photo = _coords_photo()
+    dark = PatchDataset([photo], GaussianNoise(0), patch=16, seed=0, augment=("dark",))
+    reds = [float(dark[i][1][0, 0, 0]) for i in range(200)]
+    dim = [r for r in reds if r < 199 / 255]
+    assert 20 < len(dim) < 70  # about one in five
+    assert all(0.04 * 200 / 255 - 1e-6 <= r <= 0.3 * 200 / 255 + 1e-6 for r in dim)
+    plain = PatchDataset([photo], GaussianNoise(0), patch=16, seed=0, augment=("none",))
+    for i in range(10):
+        np.testing.assert_array_equal(
+            plain[i][1].numpy(), photo.as_float()[:16, :16].transpose(2, 0, 1)
+        )
+
+
 def test_patch_dataset_without_a_large_enough_photo_raises(photos):
     with pytest.raises(ValueError, match="patch"):
         PatchDataset(photos, GaussianNoise(25), patch=512, seed=0)
@@ -548,6 +593,13 @@ def test_gaussian_noise_is_clipped():
     out = GaussianNoise(50)(clean, np.random.default_rng(0))
     assert float(out.min()) == 0.0 and float(out.max()) == 1.0
     assert np.any(out[:32] < 1.0) and np.any(out[32:] > 0.0)  # noise was added, then clipped
+
+
+def test_gaussian_noise_is_rounded_to_8_bits_as_a_file_holds_it():
+    clean = np.random.default_rng(1).random((32, 32, 3), dtype=np.float32)
+    out = GaussianNoise(25)(clean, np.random.default_rng(0))
+    steps = out * 255
+    np.testing.assert_allclose(steps, np.round(steps), atol=1e-4)
 
 
 def test_bicubic_downscale_shape_and_8_bit_quantization():

@@ -30,7 +30,13 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """
 
     def __init__(
-        self, photos: list[Photo], degradation: Degradation, patch: int, seed: int, scale: int = 1
+        self,
+        photos: list[Photo],
+        degradation: Degradation,
+        patch: int,
+        seed: int,
+        scale: int = 1,
+        augment: tuple[str, ...] = ("flips",),
     ) -> None:
         self.photos = [p for p in photos if p.height >= patch and p.width >= patch]
         if not self.photos:
@@ -39,6 +45,7 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.patch = patch
         self.seed = seed
         self.scale = scale
+        self.augment = frozenset(augment)
 
     def __len__(self) -> int:
         return 2**62  # an endless stream; the sampler decides which indices are drawn
@@ -52,13 +59,51 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         crop = photo.pixels[top : top + p, left : left + p]
         scale = 65535.0 if crop.dtype == np.uint16 else 255.0
         clean = crop.astype(np.float32) / np.float32(scale)
-        k = int(rng.integers(8))  # the 8 symmetries of the square
+        clean = augment_patch(clean, rng, self.augment)
+        degraded = self.degradation(clean, rng)
+        return to_chw(degraded), to_chw(clean)
+
+
+# Photometric augmentations: how often each is drawn, and its range.
+GAMMA_P, GAMMA_RANGE, EXPOSURE_RANGE = 0.5, (0.5, 2.0), (0.6, 1.6)
+DARK_P, DARK_RANGE = 0.2, (0.04, 0.3)
+
+
+def augment_patch(
+    clean: np.ndarray, rng: np.random.Generator, augment: frozenset[str]
+) -> np.ndarray:
+    """A clean HWC float patch changed in ways a denoiser's output must follow (the degradation
+    is drawn afterwards, on the changed patch, so noise statistics stay the file's):
+
+    - flips: one of the square's 8 symmetries;
+    - channels: the RGB channels in a random order, so that no colour is the default one and a
+      bias in one channel cannot be learned from the photos' colour balance;
+    - gamma: a gamma in [0.5, 2] and an exposure gain in [0.6, 1.6], clipped at 1: highlights
+      that saturate, shadows that crush, as real exposures do;
+    - dark: the patch scaled into [0.04, 0.3] of its range, a dim scene, where clipping at 0
+      skews the noise and a colour shift shows first.
+
+    The draws always happen in the same order, whatever is enabled, so one seed's crops do not
+    depend on the augmentations chosen.
+    """
+    k = int(rng.integers(8))  # the 8 symmetries of the square
+    perm = rng.permutation(3)
+    gamma_on = rng.random() < GAMMA_P
+    gamma = float(np.exp(rng.uniform(np.log(GAMMA_RANGE[0]), np.log(GAMMA_RANGE[1]))))
+    gain = float(rng.uniform(*EXPOSURE_RANGE))
+    dark_on = rng.random() < DARK_P
+    dark = float(rng.uniform(*DARK_RANGE))
+    if "flips" in augment:
         clean = np.rot90(clean, k % 4)
         if k >= 4:
             clean = clean[:, ::-1]
-        clean = np.ascontiguousarray(clean)
-        degraded = self.degradation(clean, rng)
-        return to_chw(degraded), to_chw(clean)
+    if "channels" in augment and clean.shape[2] == 3:
+        clean = clean[..., perm]
+    if "gamma" in augment and gamma_on:
+        clean = np.minimum(np.power(clean, np.float32(gamma)) * np.float32(gain), np.float32(1))
+    if "dark" in augment and dark_on:
+        clean = clean * np.float32(dark)
+    return np.ascontiguousarray(clean, dtype=np.float32)
 
 
 class StreamSampler(Sampler[int]):

@@ -1,0 +1,38 @@
+"""Colour shift: per-channel mean errors, overall and on the dark regions, in 8-bit steps."""
+
+import numpy as np
+import pytest
+
+from edgegen.evaluation.quality import colour_shift, worst_shift
+
+
+def test_a_uniform_tint_is_its_size_in_lsb_everywhere():
+    clean = np.full((64, 64, 3), 0.5, np.float32)
+    clean[:32] = 0.1  # the top half is dark (luma 0.1 < 0.25)
+    out = clean + np.array([3, 0, -2], np.float32) / 255
+    shift = colour_shift(clean, out)
+    np.testing.assert_allclose(shift.mean_lsb, [3, 0, -2], atol=1e-3)
+    np.testing.assert_allclose(shift.dark_mean_lsb, [3, 0, -2], atol=1e-3)
+    assert shift.overall == pytest.approx(3, abs=1e-3)
+    assert shift.dark_share == 0.5
+
+
+def test_a_shift_only_in_the_dark_shows_there_more_than_overall():
+    clean = np.full((100, 100, 3), 0.8, np.float32)
+    clean[:20] = 0.05
+    out = clean.copy()
+    out[:20, :, 2] += 10 / 255  # blue lifted in the dark band only
+    shift = colour_shift(clean, out)
+    assert shift.dark == pytest.approx(10, abs=1e-3)
+    assert shift.overall == pytest.approx(2, abs=1e-3)  # a fifth of the photo
+
+
+def test_no_dark_region_means_no_dark_measurement_and_worst_takes_the_maximum():
+    clean = np.full((40, 40, 3), 0.9, np.float32)
+    a = colour_shift(clean, clean + 1 / 255)
+    assert a.dark_mean_lsb is None and a.dark == 0.0
+    b = colour_shift(clean, clean - 2 / 255)
+    worst = worst_shift([a, b])
+    assert worst.overall == pytest.approx(2, abs=1e-3) and worst.dark == 0.0
+    with pytest.raises(ValueError, match="shapes differ"):
+        colour_shift(clean, clean[:20])
