@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .blocks import ACTIVATIONS, ResidualBlock, conv3x3, make_activation
-from .upsample import BicubicUpsample, SubPixelConv
+from .upsample import global_skip, sr_upsamplers
 
 
 @dataclass(frozen=True)
@@ -68,18 +68,9 @@ class ResidualGenerator(nn.Module):
             ]
         )
         self.body_tail = conv3x3(c, c)
-        if p.scale > 1:
-            # One sub-pixel convolution at low resolution (ESPCN): cheaper than transposed convs
-            # and free of their checkerboard artefacts.
-            self.upsample: nn.Module = SubPixelConv(
-                conv3x3(c, c * p.scale * p.scale),
-                nn.PixelShuffle(p.scale),
-                make_activation(p.act, c),
-            )
-            self.skip_upsample: nn.Module = BicubicUpsample(p.scale, p.in_channels)
-        else:
-            self.upsample = nn.Identity()
-            self.skip_upsample = nn.Identity()
+        self.upsample, self.skip_upsample = sr_upsamplers(
+            c, p.scale, make_activation(p.act, c), p.in_channels
+        )
         self.tail = conv3x3(c, p.out_channels)
         self._init_weights()
 
@@ -99,13 +90,7 @@ class ResidualGenerator(nn.Module):
 
     def skip(self, x: torch.Tensor) -> torch.Tensor:
         """The global skip: the input, upsampled for SR and mapped to the output channels."""
-        p = self.params
-        x = self.skip_upsample(x)  # bicubic for SR, as F.interpolate's (see upsample.py)
-        if p.in_channels == 1 and p.out_channels == 3:
-            x = x.expand(-1, 3, -1, -1)
-        elif p.in_channels == 3 and p.out_channels == 1:
-            x = x.mean(dim=1, keepdim=True)
-        return x
+        return global_skip(x, self.skip_upsample, self.params.out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.head(x)

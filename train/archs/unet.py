@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .blocks import ACTIVATIONS, ResidualBlock, conv3x3, make_activation
-from .upsample import BicubicUpsample, SubPixelConv
+from .upsample import global_skip, sr_upsamplers
 
 MAX_WIDTH = 512  # widths stop doubling here
 
@@ -95,16 +95,9 @@ class ResidualUNet(nn.Module):
         )
         self.decoders = nn.ModuleList(_stage(w, p.blocks, p.act) for w in widths[:-1])
         c = widths[0]
-        if p.scale > 1:
-            self.upsample: nn.Module = SubPixelConv(
-                conv3x3(c, c * p.scale * p.scale),
-                nn.PixelShuffle(p.scale),
-                make_activation(p.act, c),
-            )
-            self.skip_upsample: nn.Module = BicubicUpsample(p.scale, p.in_channels)
-        else:
-            self.upsample = nn.Identity()
-            self.skip_upsample = nn.Identity()
+        self.upsample, self.skip_upsample = sr_upsamplers(
+            c, p.scale, make_activation(p.act, c), p.in_channels
+        )
         self.tail = conv3x3(c, p.out_channels)
         self._init_weights()
 
@@ -127,13 +120,8 @@ class ResidualUNet(nn.Module):
         return int(2 ** (self.params.levels - 1))
 
     def skip(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.params
-        x = self.skip_upsample(x)
-        if p.in_channels == 1 and p.out_channels == 3:
-            x = x.expand(-1, 3, -1, -1)
-        elif p.in_channels == 3 and p.out_channels == 1:
-            x = x.mean(dim=1, keepdim=True)
-        return x
+        """The global skip: the input, upsampled for SR and mapped to the output channels."""
+        return global_skip(x, self.skip_upsample, self.params.out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.head(x)

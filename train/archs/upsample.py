@@ -72,6 +72,29 @@ class BicubicUpsample(nn.Module):
         return F.pixel_shuffle(x, self.scale)
 
 
+def sr_upsamplers(
+    channels: int, scale: int, act: nn.Module, in_channels: int
+) -> tuple[nn.Module, nn.Module]:
+    """(features' upsampler, the global skip's upsampler) of a generator at ``scale``: one
+    sub-pixel convolution at low resolution (ESPCN: cheaper than transposed convs and free of
+    their checkerboard artefacts) and exact bicubic; identities at scale 1."""
+    if scale == 1:
+        return nn.Identity(), nn.Identity()
+    conv = nn.Conv2d(channels, channels * scale * scale, kernel_size=3, padding=1)
+    return SubPixelConv(conv, nn.PixelShuffle(scale), act), BicubicUpsample(scale, in_channels)
+
+
+def global_skip(x: torch.Tensor, upsample: nn.Module, out_channels: int) -> torch.Tensor:
+    """The input as the output's base: upsampled (bicubic for SR) and mapped to the output's
+    channels (gray repeated to RGB, RGB averaged to gray)."""
+    x = upsample(x)
+    if x.shape[1] == 1 and out_channels == 3:
+        return x.expand(-1, 3, -1, -1)
+    if x.shape[1] == 3 and out_channels == 1:
+        return x.mean(dim=1, keepdim=True)
+    return x
+
+
 class SubPixelConv(nn.Sequential):
     """conv -> PixelShuffle -> activation (ESPCN), as ``nn.Sequential(conv, shuffle, act)`` so
     the state dict keys stay ``upsample.0`` / ``upsample.2``.
