@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -16,6 +18,19 @@ def make_activation(name: str, channels: int) -> nn.Module:
     if name == "lrelu":
         return nn.LeakyReLU(0.2, inplace=True)
     raise ValueError(f"unknown activation {name!r}; choose from {', '.join(ACTIVATIONS)}")
+
+
+def init_near_identity(model: nn.Module, is_branch: Callable[[str], bool]) -> None:
+    """Kaiming init (fan_in, matched to ReLU-family nonlinearities) for every conv, zero biases,
+    and the convs ``is_branch`` names (by module name) scaled by 0.1, as ESRGAN/BasicSR do, so
+    that every residual branch, and the network as a whole, starts near the identity."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, a=0.0, mode="fan_in", nonlinearity="relu")
+            if is_branch(name):
+                module.weight.data.mul_(0.1)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 def conv3x3(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .blocks import ACTIVATIONS, ResidualBlock, conv3x3, make_activation
+from .blocks import ACTIVATIONS, ResidualBlock, conv3x3, init_near_identity, make_activation
 from .upsample import global_skip, sr_upsamplers
 
 
@@ -80,13 +80,7 @@ class ResidualGenerator(nn.Module):
         # scaled by 0.1 (as ESRGAN/BasicSR do) so that every block, and the network as a whole,
         # starts near the identity. Without BN this is what lets a deep residual stack train at
         # a high learning rate from step one.
-        for name, module in self.named_modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, a=0.0, mode="fan_in", nonlinearity="relu")
-                if name.startswith("body.") or name == "tail":
-                    module.weight.data.mul_(0.1)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        init_near_identity(self, lambda name: name.startswith("body.") or name == "tail")
 
     def skip(self, x: torch.Tensor) -> torch.Tensor:
         """The global skip: the input, upsampled for SR and mapped to the output channels."""

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .blocks import ACTIVATIONS, ResidualBlock, conv3x3, make_activation
+from .blocks import ACTIVATIONS, ResidualBlock, conv3x3, init_near_identity, make_activation
 from .upsample import global_skip, sr_upsamplers
 
 MAX_WIDTH = 512  # widths stop doubling here
@@ -106,13 +106,9 @@ class ResidualUNet(nn.Module):
         # the tail scaled by 0.1 so that the network starts near the identity. The up-convs are
         # branches too (each adds onto its level's features): unscaled, the sum of four levels
         # put the initial output 1.1 away from the input (std), against 0.2 scaled.
-        for name, module in self.named_modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, a=0.0, mode="fan_in", nonlinearity="relu")
-                if ".body." in name or name.startswith("ups.") or name == "tail":
-                    module.weight.data.mul_(0.1)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        init_near_identity(
+            self, lambda name: ".body." in name or name.startswith("ups.") or name == "tail"
+        )
 
     @property
     def pad_multiple(self) -> int:
