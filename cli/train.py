@@ -68,6 +68,12 @@ _RANGE = "NUMBER or LOW,HIGH"
 @click.option("--patch", type=int, help="Training patch size (output pixels). [default: 64]")
 @click.option("--batch", type=int, help="Global batch size (split across DDP ranks). [default: 16]")
 @click.option("--workers", type=int, help="DataLoader worker processes. [default: 1]")
+@click.option(
+    "--init",
+    metavar="RUN",
+    help="Start from RUN's best weights (a run folder or a .safetensors checkpoint of the same "
+    "architecture) on a new schedule: fine-tune, e.g. with another --loss or --lr.",
+)
 @click.option("--steps", type=int, help="Optimizer steps. [default: 1000]")
 @click.option("--minutes", type=FINITE, help="Train for about this long instead of --steps.")
 @click.option("--loss", help="l1 | mse | charbonnier  [default: l1]")
@@ -119,6 +125,7 @@ def train(
       edgegen train --preset denoise-small --out runs/dn
       edgegen train --task sr --scale 2 --arch small --data ~/photos --minutes 30
       edgegen train --resume runs/dn
+      edgegen train --preset denoise-small --init runs/dn --loss mse --lr 2e-4 --out runs/dn-mse
       edgegen train --qat-from runs/dn --steps 100 --out runs/dn-qat
       torchrun --nproc-per-node 2 -m edgegen.cli train --preset denoise-small
 

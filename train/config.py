@@ -63,6 +63,7 @@ class TrainConfig:
     batch: int = 16
     workers: int = 1
     # optimisation
+    init: str | None = None  # start from this run's (or checkpoint's) weights, on a new schedule
     steps: int | None = None
     minutes: float | None = None
     loss: str = "l1"

@@ -127,6 +127,21 @@ def build_model(cfg: TrainConfig) -> Any:
     )
 
 
+def load_init_weights(model: nn.Module, source: str) -> None:
+    """``--init``: the weights of another run's best checkpoint, which must be of the same
+    architecture (one line naming the mismatch otherwise). The optimiser and schedule start anew."""
+    ckpt = load_checkpoint(source, prefer="best")
+    try:
+        model.load_state_dict(ckpt.weights)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        raise EdgegenError(
+            f"--init {source}: its weights do not fit this run's network ({detail}); "
+            "give the architecture options it was trained with"
+        ) from None
+
+
 def make_spec(cfg: TrainConfig, model: Any) -> ModelSpec:
     degradation = make_degradation(cfg.task, cfg.sigma, cfg.effective_scale, cfg.quality)
     return ModelSpec(
@@ -330,6 +345,8 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         if ckpt is not None:
             self._restore(ckpt)
+        elif cfg.init is not None:
+            load_init_weights(self.model, cfg.init)
         self._precision_and_wrappers()
         self.validator = (
             Validator(val_samples(val_photos, degradation, self.scale), self.scale)

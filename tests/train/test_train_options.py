@@ -60,3 +60,44 @@ def test_cli_options(tmp_path):
     proc = run_edgegen("train", "--help")
     assert "--compile" in proc.stdout and "--amp-dtype" in proc.stdout
     assert "--no-channels-last" in proc.stdout
+
+
+def test_init_starts_from_another_runs_weights(tmp_path):
+    # A first run, then a fine-tune from its best weights with another loss and learning rate.
+    base = TrainConfig(
+        arch="tiny", patch=32, batch=2, workers=0, steps=3, val_every=3, out=str(tmp_path / "a")
+    )
+    train(base, progress=False, log=lambda _m: None)
+    trained, _, _ = load_model(tmp_path / "a")
+    cfg = TrainConfig(
+        arch="tiny", patch=32, batch=2, workers=0, steps=1, val_every=1, loss="mse", lr=1e-9,
+        init=str(tmp_path / "a"), out=str(tmp_path / "b"),
+    )  # fmt: skip
+    lines: list[str] = []
+    train(cfg, progress=False, log=lines.append)
+    # Step 0's validation is the first run's model, not a fresh one's: the weights carried over.
+    first = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[-1])
+    start = json.loads((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["step"] == 0 and start["psnr"] == pytest.approx(first["psnr"], abs=1e-6)
+    tuned, _, ckpt = load_model(tmp_path / "b", prefer="last")
+    # lr 1e-9 for one step: the weights are the first run's to float precision, a new schedule
+    assert ckpt.step == 1 and ckpt.record["total_steps"] == 1
+    assert ckpt.record["config"]["init"] == str(tmp_path / "a")
+    for name, value in trained.state_dict().items():
+        assert torch.allclose(tuned.state_dict()[name], value, atol=1e-6), name
+
+
+def test_init_refuses_another_architecture(tmp_path):
+    run = tmp_path / "a"
+    train(
+        TrainConfig(arch="tiny", patch=32, batch=2, workers=0, steps=1, val_every=1, out=str(run)),
+        progress=False,
+        log=lambda _m: None,
+    )
+    proc = run_edgegen("train", *TINY, "--channels", "12", "--init", str(run), "--steps", "1",
+                       "--out", str(tmp_path / "b"))  # fmt: skip
+    assert_one_line_error(proc, "--init", "do not fit")
+    assert not (tmp_path / "b" / "last.safetensors").exists()
+    proc = run_edgegen("train", *TINY, "--init", str(tmp_path / "nope"), "--steps", "1",
+                       "--out", str(tmp_path / "c"))  # fmt: skip
+    assert_one_line_error(proc, "does not exist")
