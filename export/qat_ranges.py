@@ -4,8 +4,11 @@
 produces it (``body.0.body.0``: its output after the ReLU) or the residual Add that consumes that
 conv's output (``body.0.body.2.add``). The exported graph keeps the convs' weights under their
 state_dict names (``body.0.body.0.weight``), so each name maps onto one ONNX tensor by following
-the graph from that weight. The learned scales and zero points reach ``quantize_static`` as
-TensorQuantOverrides, which it uses instead of calibrating those tensors.
+the graph from that weight. For SR, the sub-pixel conv's DepthToSpace follows its ReLU
+(``upsample.0.shuffle``) and the global skip is the final Add's other operand (``skip``): the
+bicubic conv's weights are a constant, not a named weight. The learned scales and zero points
+reach ``quantize_static`` as TensorQuantOverrides, which it uses instead of calibrating those
+tensors.
 """
 
 from __future__ import annotations
@@ -41,9 +44,15 @@ def tensor_names(model: onnx.ModelProto) -> dict[str, str]:
             out = users[0].output[0]  # the quantizer drops the ReLU and quantizes here
             users = consumers.get(out, [])
         mapping[conv] = out
+        if len(users) == 1 and users[0].op_type == "DepthToSpace":
+            mapping[f"{conv}.shuffle"] = users[0].output[0]
         adds = [u for u in users if u.op_type == "Add"]
         if len(adds) == 1:
             mapping[f"{conv}.add"] = adds[0].output[0]
+            if conv == "tail":
+                other = [name for name in adds[0].input if name != out]
+                if other and other[0] != mapping["input"]:
+                    mapping["skip"] = other[0]
     return mapping
 
 
@@ -108,7 +117,9 @@ def run_qat(
     usable = [p for p in photos if min(p.height, p.width) >= patch]
     if not usable:
         raise EdgegenError(f"QAT needs training photos of at least {patch}x{patch} pixels")
-    batches = patch_batches(usable, degradation_from_spec(spec.degradation), patch, batch)
+    batches = patch_batches(
+        usable, degradation_from_spec(spec.degradation), patch, batch, scale=spec.scale
+    )
     return finetune(module, calib, batches, steps=steps, loss=loss, progress=progress, init=start)
 
 

@@ -12,6 +12,11 @@ channel) does to a residual generator, and what :class:`QATGenerator` simulates:
   point 0), from the weights as they are (no learned range);
 - biases: int32 with ``scale = input scale * weight scale`` (zero point 0).
 
+For super-resolution two more tensors get a pair: the sub-pixel conv's shuffled output
+(DepthToSpace, which the quantizer gives its own range) and the global skip, the input upsampled by
+the fixed bicubic conv (its weights are a constant, not a parameter, and stay float; only its
+output is quantized, where the final Add reads it).
+
 Each activation's scale and zero point are learned with the weights (straight-through rounding,
 the LSQ+ gradients), starting from what MinMax calibration would give.
 Export maps them onto the ONNX tensors by the convs' weight names
@@ -116,13 +121,11 @@ def fake_quant_bias(bias: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 
 def check_supported(model: nn.Module) -> None:
-    """QAT mirrors the graph of the scale-1 ReLU generator; refuse others with one line."""
+    """QAT mirrors the graph of the ReLU generator (any scale); refuse others with one line."""
     if not isinstance(model, ResidualGenerator):
         raise EdgegenError(f"QAT supports edgegen's residual generator, not {type(model).__name__}")
     p = model.params
     problems = []
-    if p.scale != 1:
-        problems.append(f"scale {p.scale} (super-resolution)")
     if p.act != "relu":
         problems.append(f"activation {p.act}")
     if p.batch_norm:
@@ -135,7 +138,7 @@ def check_supported(model: nn.Module) -> None:
         problems.append("different input and output channels")
     if problems:
         raise EdgegenError(
-            "QAT supports the scale-1 ReLU generator without batch norm; this model has "
+            "QAT supports the ReLU generator without batch norm; this model has "
             + ", ".join(problems)
         )
 
@@ -144,7 +147,9 @@ class QATGenerator(nn.Module):
     """A :class:`ResidualGenerator`'s forward with fake quantization where onnxruntime's QDQ
     quantizer puts its Q/DQ pairs. Range names: ``input``, ``<conv>`` (the conv's output, after
     its ReLU) and ``<conv>.add`` (the residual Add that consumes the conv's output), with
-    ``<conv>`` the conv's module name (``head``, ``body.0.body.0``, ``tail``...)."""
+    ``<conv>`` the conv's module name (``head``, ``body.0.body.0``, ``tail``...); for SR also
+    ``upsample.0`` (the sub-pixel conv, after its ReLU), ``upsample.0.shuffle`` (its pixel
+    shuffle's output) and ``skip`` (the bicubic-upsampled input)."""
 
     def __init__(self, model: ResidualGenerator) -> None:
         super().__init__()
@@ -153,12 +158,10 @@ class QATGenerator(nn.Module):
         names = ["input", "head", "body_tail", "body_tail.add", "tail", "tail.add"]
         for i in range(len(model.body)):
             names += [f"body.{i}.body.0", f"body.{i}.body.2", f"body.{i}.body.2.add"]
-        self.quant = nn.ModuleDict(
-            {
-                _key(n): ActQuant(nonnegative=n.startswith("body.") and n.endswith("body.0"))
-                for n in names
-            }
-        )
+        self.sr = model.params.scale > 1
+        if self.sr:
+            names += ["upsample.0", "upsample.0.shuffle", "skip"]
+        self.quant = nn.ModuleDict({_key(n): ActQuant(nonnegative=_after_relu(n)) for n in names})
 
     def q(self, name: str, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.quant[_key(name)](x)
@@ -190,8 +193,15 @@ class QATGenerator(nn.Module):
             feat, feat_name = self.q(f"{b}.add", feat + h), f"{b}.add"
         t = self.q("body_tail", self.conv(m.body_tail, feat, feat_name))
         feat = self.q("body_tail.add", head + t)
-        t = self.q("tail", self.conv(m.tail, feat, "body_tail.add"))
-        return self.q("tail.add", t + x)
+        if not self.sr:
+            t = self.q("tail", self.conv(m.tail, feat, "body_tail.add"))
+            return self.q("tail.add", t + x)
+        upsample = m.upsample
+        assert isinstance(upsample, nn.Sequential)
+        up = self.q("upsample.0", F.relu(self.conv(upsample[0], feat, "body_tail.add")))
+        up = self.q("upsample.0.shuffle", upsample[1](up))
+        t = self.q("tail", self.conv(m.tail, up, "upsample.0.shuffle"))
+        return self.q("tail.add", t + self.q("skip", m.skip(x)))
 
     def observe(self, observing: bool) -> None:
         for quant in self.quant.values():
@@ -205,6 +215,11 @@ class QATGenerator(nn.Module):
             assert isinstance(quant, ActQuant)
             out[key.replace("/", ".")] = quant.qparams()
         return out
+
+
+def _after_relu(name: str) -> bool:
+    """Whether the range's tensor follows a ReLU (zero point 0, as the quantizer gives it)."""
+    return (name.startswith("body.") and name.endswith("body.0")) or name.startswith("upsample.")
 
 
 def _key(name: str) -> str:
@@ -333,12 +348,18 @@ def finetune(
 
 
 def patch_batches(
-    photos: list[Any], degradation: Any, patch: int, batch: int, seed: int = 1234
+    photos: list[Any],
+    degradation: Any,
+    patch: int,
+    batch: int,
+    seed: int = 1234,
+    scale: int = 1,
 ) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
-    """``step -> (degraded, clean)`` batches of training patches, the same for the same seed."""
+    """``step -> (degraded, clean)`` batches of training patches, the same for the same seed;
+    ``patch`` is the clean side (the degraded one is ``patch / scale``)."""
     from .data import PatchDataset
 
-    dataset = PatchDataset(photos, degradation, patch, seed)
+    dataset = PatchDataset(photos, degradation, patch, seed, scale)
 
     def get(step: int) -> tuple[torch.Tensor, torch.Tensor]:
         items = [dataset[step * batch + i] for i in range(batch)]
@@ -385,9 +406,9 @@ def qat_from_run(
         )
     degradation = degradation_from_spec(spec.degradation)
     # Starting ranges: MinMax over degraded training patches (other draws than the fine-tune's).
-    calib_batches = patch_batches(photos, degradation, patch, 1, seed=4321)
+    calib_batches = patch_batches(photos, degradation, patch, 1, seed=4321, scale=spec.scale)
     calib = [calib_batches(i)[0].numpy() for i in range(calib_count)]
-    batches = patch_batches(photos, degradation, patch, batch)
+    batches = patch_batches(photos, degradation, patch, batch, scale=spec.scale)
     loss = str(config.get("loss") or "l1")
     result = finetune(model, calib, batches, steps=steps or QAT_STEPS, loss=loss, progress=progress)
     record = {

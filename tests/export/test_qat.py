@@ -83,8 +83,10 @@ def test_qat_model_runs_on_integer_kernels(qat_export: tuple[Path, Path], tmp_pa
     assert "Conv" not in ops
 
 
-def test_fake_quantization_matches_onnxruntime(tmp_path: Path) -> None:
-    """QATGenerator's output equals the exported QDQ model's on onnxruntime to rounding."""
+@pytest.mark.parametrize("scale", [1, 2], ids=["denoise", "sr2"])
+def test_fake_quantization_matches_onnxruntime(tmp_path: Path, scale: int) -> None:
+    """QATGenerator's output equals the exported QDQ model's on onnxruntime to rounding: the
+    denoiser, and the x2 SR generator with its pixel shuffle and bicubic skip."""
     from edgegen.export.int8 import quantize_int8
     from edgegen.export.onnx_export import export_fp32
     from edgegen.export.qat_ranges import overrides
@@ -93,8 +95,9 @@ def test_fake_quantization_matches_onnxruntime(tmp_path: Path) -> None:
     from edgegen.train.trainer import make_spec
 
     torch.manual_seed(0)
-    model = ResidualGenerator(GeneratorParams(channels=8, blocks=2)).eval()
-    spec = make_spec(TrainConfig(arch="tiny", channels=8, blocks=2), model)
+    model = ResidualGenerator(GeneratorParams(channels=8, blocks=2, scale=scale)).eval()
+    task = "sr" if scale > 1 else "denoise"
+    spec = make_spec(TrainConfig(arch="tiny", channels=8, blocks=2, task=task, scale=scale), model)
     x = photo(0)[100:164, 200:264].astype(np.float32).transpose(2, 0, 1)[None] / 255.0
     noisy = np.clip(x + np.random.default_rng(0).normal(0, 0.1, x.shape), 0, 1).astype(np.float32)
     qat = QATGenerator(model)
@@ -103,6 +106,10 @@ def test_fake_quantization_matches_onnxruntime(tmp_path: Path) -> None:
         for quant in qat.quant.values():
             quant.scale.mul_(0.9)
     fp32_model, _ = export_fp32(model, spec)
+    # every fake-quantized tensor maps onto one tensor of the graph
+    assert set(qat.qparams()) <= set(tensor_names(fp32_model))
+    if scale > 1:
+        assert {"upsample.0", "upsample.0.shuffle", "skip"} <= set(qat.qparams())
     fp32_path, int8_path = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
     onnx.save(fp32_model, str(fp32_path))
     quantize_int8(
@@ -130,9 +137,9 @@ def test_weight_fake_quant_is_per_channel_symmetric_int8() -> None:
 
 
 def test_qat_refuses_architectures_it_does_not_mirror() -> None:
-    with pytest.raises(EdgegenError, match="scale 2 .*batch norm"):
-        check_supported(ResidualGenerator(GeneratorParams(channels=4, blocks=1, scale=2,
-                                                          batch_norm=True)))  # fmt: skip
+    with pytest.raises(EdgegenError, match="activation prelu, batch norm"):
+        params = GeneratorParams(channels=4, blocks=1, scale=2, act="prelu", batch_norm=True)
+        check_supported(ResidualGenerator(params))
 
 
 def test_train_qat_from_writes_a_run_that_int8_export_honours(tmp_path: Path) -> None:
@@ -161,6 +168,28 @@ def test_train_qat_from_writes_a_run_that_int8_export_honours(tmp_path: Path) ->
     # A second run into the same folder would overwrite it: refused.
     again = run_edgegen("train", "--qat-from", str(source), "--steps", "1", "--out", str(out))
     assert_one_line_error(again, "already holds a run")
+
+
+def test_sr_export_with_qat_uses_the_learned_ranges(tmp_path: Path) -> None:
+    # x2 SR through the CLI: QAT fine-tunes on SR patches (low-resolution inputs, clean targets),
+    # and the int8 graph carries every learned range, the shuffle's and the skip's included.
+    # The tiny network is untrained, so int8 is far from its float output whether or not QAT
+    # runs (33 dB vs torch): the tolerances are relaxed, the verification still runs.
+    ckpt = tiny_checkpoint(tmp_path / "run", task="sr", scale=2)
+    export = tmp_path / "export"
+    proc = run_edgegen(
+        "export", str(ckpt.parent), "--out", str(export), "--precision", "fp32,int8",
+        "--qat", "3", "--calib-count", "4", "--no-progress",
+        "--tolerance", "int8.min_psnr_vs_torch=25", "--tolerance", "int8.max_gt_psnr_drop=3",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    learned = json.loads((export / "model.int8.manifest.json").read_text())["calibration"]["qat"]
+    assert learned["steps"] == 3
+    names = tensor_names(onnx.load(str(export / "model.fp32.onnx")))
+    assert {"upsample.0", "upsample.0.shuffle", "skip", "tail.add"} <= set(learned["qparams"])
+    got = _q_params(onnx.load(str(export / "model.int8.onnx")))
+    for key, (scale, zero_point) in learned["qparams"].items():
+        assert got[names[key]] == (np.float32(scale), zero_point), key
 
 
 def test_train_qat_from_refuses_training_options(tmp_path: Path) -> None:
