@@ -57,10 +57,14 @@ DEFAULT_METHOD = "minmax"
 DEFAULT_ACTIVATION_TYPE = "uint8"
 DEFAULT_WEIGHT_TYPE = "int8"
 
-# Nodes kept in float whatever the settings: the SR skip's fixed bicubic filter
-# (edgegen.train.archs.upsample) acts on the image itself. Quantized, it doubled the pixels off
-# by more than 1 LSB (5.3% -> 9.4% on sr2) and, as a grouped conv that MLAS's int8 kernels run
-# poorly, took 18% of the int8 time; in float it takes 2% (benchmarks/sr_speed.py).
+# Nodes kept in float whatever the settings, all on the global skip, where the image itself
+# passes: the SR skip's fixed bicubic filter (edgegen.train.archs.upsample) and its pixel
+# shuffle and padding, and the output Add (y = F(x) + skip). Quantized, the bicubic conv doubled
+# the pixels off by more than 1 LSB (5.3% -> 9.4% on sr2) and, as a grouped conv that MLAS's int8
+# kernels run poorly, took 18% of the int8 time; in float it takes 2% (benchmarks/sr_speed.py).
+# Quantizing the skip's output and the Add's rounds the image twice more to a uint8 grid a little
+# coarser than its own 8 bits: on sr2 that cost 0.23 dB of int8's 0.27 dB loss on the held-out
+# photos, and a float Add at the output's resolution costs next to nothing.
 FLOAT_NODE_PREFIXES = ("/skip_upsample/",)
 
 DYNAMIC_REFUSAL = (
@@ -255,9 +259,14 @@ def quantize_int8(
 
 
 def _float_nodes(graph: onnx.GraphProto) -> list[str]:
-    """The convs kept in float whatever the settings (:data:`FLOAT_NODE_PREFIXES`)."""
+    """The nodes kept in float whatever the settings: those of the SR skip
+    (:data:`FLOAT_NODE_PREFIXES`) and the Add that makes the graph's output, if one does."""
+    outputs = {o.name for o in graph.output}
     return [
-        n.name for n in graph.node if n.op_type == "Conv" and n.name.startswith(FLOAT_NODE_PREFIXES)
+        n.name
+        for n in graph.node
+        if n.name.startswith(FLOAT_NODE_PREFIXES)
+        or (n.op_type == "Add" and any(o in outputs for o in n.output))
     ]
 
 

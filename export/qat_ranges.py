@@ -5,8 +5,8 @@ produces it (``body.0.body.0``: its output after the ReLU) or the residual Add t
 conv's output (``body.0.body.2.add``). The exported graph keeps the convs' weights under their
 state_dict names (``body.0.body.0.weight``), so each name maps onto one ONNX tensor by following
 the graph from that weight. For SR, the sub-pixel conv's DepthToSpace follows its ReLU
-(``upsample.0.shuffle``) and the global skip is the final Add's other operand (``skip``): the
-bicubic conv's weights are a constant, not a named weight. The learned scales and zero points
+(``upsample.0.shuffle``). The output Add and the SR skip stay float (export keeps them so), so
+no range names them. The learned scales and zero points
 reach ``quantize_static`` as TensorQuantOverrides, which it uses instead of calibrating those
 tensors.
 """
@@ -22,6 +22,8 @@ import onnx
 
 from edgegen.runtime.errors import EdgegenError
 
+FLOAT_RANGES = frozenset({"tail.add", "skip"})  # tensors export keeps in float
+
 
 def tensor_names(model: onnx.ModelProto) -> dict[str, str]:
     """QAT range name -> ONNX tensor name, for an fp32 export of the residual generator."""
@@ -30,6 +32,7 @@ def tensor_names(model: onnx.ModelProto) -> dict[str, str]:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     initializers = {i.name for i in model.graph.initializer}
+    outputs = {o.name for o in model.graph.output}
     mapping = {"input": model.graph.input[0].name}
     for node in model.graph.node:
         if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in initializers:
@@ -47,12 +50,8 @@ def tensor_names(model: onnx.ModelProto) -> dict[str, str]:
         if len(users) == 1 and users[0].op_type == "DepthToSpace":
             mapping[f"{conv}.shuffle"] = users[0].output[0]
         adds = [u for u in users if u.op_type == "Add"]
-        if len(adds) == 1:
+        if len(adds) == 1 and adds[0].output[0] not in outputs:  # the output Add stays float
             mapping[f"{conv}.add"] = adds[0].output[0]
-            if conv == "tail":
-                other = [name for name in adds[0].input if name != out]
-                if other and other[0] != mapping["input"]:
-                    mapping["skip"] = other[0]
     return mapping
 
 
@@ -61,6 +60,8 @@ def overrides(
 ) -> dict[str, list[dict[str, Any]]]:
     """TensorQuantOverrides (uint8 scale and zero point) for every learned range."""
     names = tensor_names(model)
+    # Ranges that QAT runs recorded before the output Add and the SR skip stayed float.
+    qparams = {k: v for k, v in qparams.items() if k not in FLOAT_RANGES}
     missing = sorted(set(qparams) - set(names))
     if missing:
         raise EdgegenError(

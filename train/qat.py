@@ -12,10 +12,10 @@ channel) does to a residual generator, and what :class:`QATGenerator` simulates:
   point 0), from the weights as they are (no learned range);
 - biases: int32 with ``scale = input scale * weight scale`` (zero point 0).
 
-For super-resolution two more tensors get a pair: the sub-pixel conv's shuffled output
-(DepthToSpace, which the quantizer gives its own range) and the global skip, the input upsampled by
-the fixed bicubic conv (its weights are a constant, not a parameter, and stay float; only its
-output is quantized, where the final Add reads it).
+The global skip stays float, as export keeps it (``edgegen.export.int8.FLOAT_NODE_PREFIXES``):
+the output Add of ``F(x) + x`` and, for super-resolution, the bicubic upsampling of the input.
+Super-resolution adds one quantized tensor, the sub-pixel conv's shuffled output (DepthToSpace,
+which the quantizer gives its own range).
 
 Each activation's scale and zero point are learned with the weights (straight-through rounding,
 the LSQ+ gradients), starting from what MinMax calibration would give.
@@ -148,19 +148,19 @@ class QATGenerator(nn.Module):
     quantizer puts its Q/DQ pairs. Range names: ``input``, ``<conv>`` (the conv's output, after
     its ReLU) and ``<conv>.add`` (the residual Add that consumes the conv's output), with
     ``<conv>`` the conv's module name (``head``, ``body.0.body.0``, ``tail``...); for SR also
-    ``upsample.0`` (the sub-pixel conv, after its ReLU), ``upsample.0.shuffle`` (its pixel
-    shuffle's output) and ``skip`` (the bicubic-upsampled input)."""
+    ``upsample.0`` (the sub-pixel conv, after its ReLU) and ``upsample.0.shuffle`` (its pixel
+    shuffle's output). The output Add (``tail`` + the skip) is float."""
 
     def __init__(self, model: ResidualGenerator) -> None:
         super().__init__()
         check_supported(model)
         self.model = model
-        names = ["input", "head", "body_tail", "body_tail.add", "tail", "tail.add"]
+        names = ["input", "head", "body_tail", "body_tail.add", "tail"]
         for i in range(len(model.body)):
             names += [f"body.{i}.body.0", f"body.{i}.body.2", f"body.{i}.body.2.add"]
         self.sr = model.params.scale > 1
         if self.sr:
-            names += ["upsample.0", "upsample.0.shuffle", "skip"]
+            names += ["upsample.0", "upsample.0.shuffle"]
         self.quant = nn.ModuleDict({_key(n): ActQuant(nonnegative=_after_relu(n)) for n in names})
 
     def q(self, name: str, x: torch.Tensor) -> torch.Tensor:
@@ -194,14 +194,12 @@ class QATGenerator(nn.Module):
         t = self.q("body_tail", self.conv(m.body_tail, feat, feat_name))
         feat = self.q("body_tail.add", head + t)
         if not self.sr:
-            t = self.q("tail", self.conv(m.tail, feat, "body_tail.add"))
-            return self.q("tail.add", t + x)
+            return self.q("tail", self.conv(m.tail, feat, "body_tail.add")) + x
         upsample = m.upsample
         assert isinstance(upsample, nn.Sequential)
         up = self.q("upsample.0", F.relu(self.conv(upsample[0], feat, "body_tail.add")))
         up = self.q("upsample.0.shuffle", upsample[1](up))
-        t = self.q("tail", self.conv(m.tail, up, "upsample.0.shuffle"))
-        return self.q("tail.add", t + self.q("skip", m.skip(x)))
+        return self.q("tail", self.conv(m.tail, up, "upsample.0.shuffle")) + m.skip(x)
 
     def observe(self, observing: bool) -> None:
         for quant in self.quant.values():
