@@ -63,8 +63,9 @@ DEFAULT_WEIGHT_TYPE = "int8"
 # the pixels off by more than 1 LSB (5.3% -> 9.4% on sr2) and, as a grouped conv that MLAS's int8
 # kernels run poorly, took 18% of the int8 time; in float it takes 2% (benchmarks/sr_speed.py).
 # Quantizing the skip's output and the Add's rounds the image twice more to a uint8 grid a little
-# coarser than its own 8 bits: on sr2 that cost 0.23 dB of int8's 0.27 dB loss on the held-out
-# photos, and a float Add at the output's resolution costs next to nothing.
+# coarser than its own 8 bits: on sr2 that cost 0.22 dB of int8's 0.26 dB loss on the held-out
+# photos (benchmarks/int8_skip.py), and a float Add at the output's resolution costs next to
+# nothing.
 FLOAT_NODE_PREFIXES = ("/skip_upsample/",)
 
 DYNAMIC_REFUSAL = (
