@@ -45,3 +45,16 @@ def run_edgegen(
         edgegen_cmd(*args), capture_output=True, text=True, cwd=cwd, timeout=timeout,
         env=child_env(),
     )  # fmt: skip
+
+
+def load_script(path: Path) -> object:
+    """A script under scripts/ (not a package module) imported as a module named after its file,
+    registered in sys.modules so that its dataclasses resolve their own module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module

@@ -4,22 +4,16 @@ minutes to build)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from clitools import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "check_arm64.py"
 
 
 def load() -> object:
-    spec = importlib.util.spec_from_file_location("check_arm64", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["check_arm64"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 @pytest.mark.parametrize(("flags", "code"), [([], 3), (["--allow-skip"], 0)])

@@ -6,15 +6,14 @@ real photo list names distinct files, each once, in both splits."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tomllib
+from clitools import load_script
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,12 +23,7 @@ pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs 
 
 
 def load() -> object:
-    spec = importlib.util.spec_from_file_location("fetch_photos", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fetch_photos"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def build_deb(tmp: Path, name: str, version: str, photos: dict[str, tuple[int, int]]) -> Path:

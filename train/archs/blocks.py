@@ -10,6 +10,17 @@ from torch import nn
 ACTIVATIONS = ("relu", "prelu", "lrelu")
 
 
+def check_io(scale: int, in_channels: int, out_channels: int, act: str) -> None:
+    """What every generator's params must hold: a supported scale, RGB or gray in and out, and a
+    known activation (ValueError naming the field otherwise)."""
+    if scale not in (1, 2, 3, 4):
+        raise ValueError(f"scale must be 1, 2, 3 or 4, got {scale}")
+    if in_channels not in (1, 3) or out_channels not in (1, 3):
+        raise ValueError("in_channels and out_channels must each be 1 or 3")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r}; choose from {', '.join(ACTIVATIONS)}")
+
+
 def make_activation(name: str, channels: int) -> nn.Module:
     if name == "relu":
         return nn.ReLU(inplace=True)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .blocks import ACTIVATIONS, ResidualBlock, conv3x3, init_near_identity, make_activation
+from .blocks import ResidualBlock, check_io, conv3x3, init_near_identity, make_activation
 from .upsample import global_skip, sr_upsamplers
 
 
@@ -32,14 +32,7 @@ class GeneratorParams:
             raise ValueError(
                 f"channels must be >= 1 and blocks >= 0 (got {self.channels}, {self.blocks})"
             )
-        if self.scale not in (1, 2, 3, 4):
-            raise ValueError(f"scale must be 1, 2, 3 or 4, got {self.scale}")
-        if self.in_channels not in (1, 3) or self.out_channels not in (1, 3):
-            raise ValueError("in_channels and out_channels must each be 1 or 3")
-        if self.act not in ACTIVATIONS:
-            raise ValueError(
-                f"unknown activation {self.act!r}; choose from {', '.join(ACTIVATIONS)}"
-            )
+        check_io(self.scale, self.in_channels, self.out_channels, self.act)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .blocks import ACTIVATIONS, ResidualBlock, conv3x3, init_near_identity, make_activation
+from .blocks import ResidualBlock, check_io, conv3x3, init_near_identity, make_activation
 from .upsample import global_skip, sr_upsamplers
 
 MAX_WIDTH = 512  # widths stop doubling here
@@ -50,14 +50,7 @@ class UNetParams:
             )
         if not 1 <= self.levels <= 6:
             raise ValueError(f"levels must be 1 to 6, got {self.levels}")
-        if self.scale not in (1, 2, 3, 4):
-            raise ValueError(f"scale must be 1, 2, 3 or 4, got {self.scale}")
-        if self.in_channels not in (1, 3) or self.out_channels not in (1, 3):
-            raise ValueError("in_channels and out_channels must each be 1 or 3")
-        if self.act not in ACTIVATIONS:
-            raise ValueError(
-                f"unknown activation {self.act!r}; choose from {', '.join(ACTIVATIONS)}"
-            )
+        check_io(self.scale, self.in_channels, self.out_channels, self.act)
 
     def widths(self) -> list[int]:
         return [min(MAX_WIDTH, self.channels * 2**level) for level in range(self.levels)]
