@@ -8,7 +8,8 @@ it):
 - a denoiser, at sigma 15, 25 and 50: PSNR/SSIM of fp32 and int8 and of BM3D (the ``bm3d``
   package, a benchmark-only dependency, given the true sigma) on the same noisy photos; the
   colour shift (each channel's mean error over a photo, in 8-bit steps, and over its dark
-  regions, where the clean luma is below 0.25), the worst over photos and channels; and the speed
+  regions, the 16x16 blocks whose clean mean luma is below 0.25), the worst over photos and
+  channels; and the speed
   against BM3D, side by side: BM3D and each precision on the same photos, alternating;
 - a super-resolver: PSNR/SSIM of fp32 and int8 beside bicubic upscaling of the same input;
 - speed on this CPU (onnxruntime, --threads): one 256x256 input, median of --timing-runs.
@@ -376,8 +377,8 @@ def _denoise_tables(
     lines += [
         "",
         "Colour shift at σ = 25: the largest mean error of one channel over one photo, in 8-bit "
-        "steps (LSB), over every held-out photo, and over their dark regions (clean luma below "
-        "0.25):",
+        "steps (LSB), over every held-out photo, and over their dark regions (the 16x16 blocks "
+        "whose clean mean luma is below 0.25):",
         "",
         "| | BM3D | " + " | ".join(precisions) + " |",
         "|---|---|" + "---|" * len(precisions),

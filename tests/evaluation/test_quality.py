@@ -36,3 +36,21 @@ def test_no_dark_region_means_no_dark_measurement_and_worst_takes_the_maximum():
     assert worst.overall == pytest.approx(2, abs=1e-3) and worst.dark == 0.0
     with pytest.raises(ValueError, match="shapes differ"):
         colour_shift(clean, clean[:20])
+
+
+def test_a_blur_that_keeps_the_colours_is_no_dark_shift():
+    # Fine dark stripes (0.02 and 0.30, mean luma 0.16: a dark region) above a bright half. A
+    # 3-pixel box blur along the rows moves no colour: it lifts the darkest stripes by 31 LSB
+    # and lowers their neighbours as much, and every 16x16 block keeps its mean.
+    clean = np.full((64, 64, 3), 0.8, np.float32)
+    clean[:32] = 0.02
+    clean[:32, 1::2] = 0.30
+    out = (clean + np.roll(clean, 1, axis=1) + np.roll(clean, -1, axis=1)) / 3
+    lifted = (out[:32, ::2] - clean[:32, ::2]) * 255
+    assert lifted.min() > 30  # what a pixel-by-pixel "dark" mask would have measured
+    shift = colour_shift(clean, out)
+    assert shift.dark_share == 0.5
+    assert shift.dark < 1e-3
+    # A real tint of the same region still shows, in full.
+    tinted = out + np.array([0, 0, 2], np.float32) / 255
+    assert colour_shift(clean, tinted).dark == pytest.approx(2, abs=1e-3)
