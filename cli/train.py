@@ -76,7 +76,7 @@ _RANGE = "NUMBER or LOW,HIGH"
 )
 @click.option("--steps", type=int, help="Optimizer steps. [default: 1000]")
 @click.option("--minutes", type=FINITE, help="Train for about this long instead of --steps.")
-@click.option("--loss", help="l1 | mse | charbonnier  [default: l1]")
+@click.option("--loss", help="l1 | mse | charbonnier | psnr  [default: l1]")
 @click.option("--optimizer", help="adam | adamw  [default: adamw]")
 @click.option("--lr", type=FINITE, help="Peak learning rate. [default: 2e-3]")
 @click.option(

@@ -24,7 +24,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 TASKS = ("denoise", "sr", "jpeg")
-LOSSES = ("l1", "mse", "charbonnier")
+LOSSES = ("l1", "mse", "charbonnier", "psnr")
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("cosine", "constant")
 COLORS = ("rgb", "gray")

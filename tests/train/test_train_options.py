@@ -12,7 +12,7 @@ from clitools import TINY, assert_one_line_error, run_edgegen
 from edgegen.runtime.errors import EdgegenError
 from edgegen.train.checkpoint import load_model
 from edgegen.train.config import TrainConfig, build_config
-from edgegen.train.trainer import pick_amp_dtype, train
+from edgegen.train.trainer import loss_function, pick_amp_dtype, train
 
 
 def test_compiled_training_reports_patches_per_second(tmp_path, monkeypatch):
@@ -101,3 +101,32 @@ def test_init_refuses_another_architecture(tmp_path):
     proc = run_edgegen("train", *TINY, "--init", str(tmp_path / "nope"), "--steps", "1",
                        "--out", str(tmp_path / "c"))  # fmt: skip
     assert_one_line_error(proc, "does not exist")
+
+
+def test_psnr_loss_is_minus_the_mean_patch_psnr():
+    # Two patches against a black target: a constant 0.1 error (MSE 1e-2, 20 dB) and a constant
+    # 0.01 error (MSE 1e-4, 40 dB). The loss is -(20 + 40) / 2 dB; MSE would be dominated by
+    # the first patch.
+    target = torch.zeros(2, 3, 8, 8)
+    out = torch.cat([torch.full((1, 3, 8, 8), 0.1), torch.full((1, 3, 8, 8), 0.01)])
+    loss = loss_function("psnr")(out, target)
+    assert float(loss) == pytest.approx(-30.0, abs=1e-3)
+    # Each patch's error moves the loss by the same amount in dB when it halves: the gradient
+    # does not favour the noisier patch as MSE's does (100 times more there).
+    out.requires_grad_(True)
+    loss_function("psnr")(out, target).backward()
+    assert out.grad is not None
+    per_patch = out.grad.flatten(1).sum(dim=1) * torch.tensor([0.1, 0.01])
+    assert float(per_patch[0]) == pytest.approx(float(per_patch[1]), rel=1e-4)
+
+
+def test_psnr_loss_trains(tmp_path):
+    cfg = TrainConfig(
+        arch="tiny", patch=32, batch=2, workers=0, steps=3, val_every=3, loss="psnr",
+        out=str(tmp_path / "run"),
+    )  # fmt: skip
+    result = train(cfg, progress=False, log=lambda _m: None)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert result.step == 3 and rows[-1]["train_loss"] < 0  # minus a PSNR in dB
+    with pytest.raises(EdgegenError, match="unknown loss 'ssim'"):
+        build_config(None, {"loss": "ssim"})
