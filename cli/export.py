@@ -17,6 +17,7 @@ from edgegen.export.transaction import (
     export_network,
 )
 from edgegen.runtime.errors import EdgegenError
+from edgegen.train.config import LOSSES
 
 
 def _precisions(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -123,6 +124,12 @@ def _tolerances(
     metavar="STEPS",
     help="Quantization-aware fine-tuning steps: int8 fine-tunes first; auto tries it last "
     "(default 100, 0 skips it).",
+)
+@click.option(
+    "--qat-loss",
+    type=click.Choice(LOSSES),
+    default=None,
+    help="QAT's loss [default: the one the edgegen run trained with, else l1].",
 )
 @click.option(
     "--opset",

@@ -99,6 +99,7 @@ class AutoSettings:
     channel_pad: bool = True
     val: str = "bundled"
     qat_steps: int = AUTO_QAT_STEPS
+    qat_loss: str = "l1"
     opset: int | None = None
     progress: bool = True
 
@@ -320,7 +321,8 @@ class _Search:
         t0 = time.perf_counter()
         # From the best calibration's ranges: QAT then only has to improve on them.
         result = run_qat(self.module, self.spec, s.calib, s.calib_count, s.qat_steps,
-                         s.progress, start=start_from(self.fp32_path, self.fixed))  # fmt: skip
+                         s.progress, loss=s.qat_loss,
+                         start=start_from(self.fp32_path, self.fixed))  # fmt: skip
         path = self.tmp / "qat.onnx"
         info = quantize_with_qat(
             self.module, result, self.spec, s.opset, path, self.calib(s.calib_count),

@@ -59,6 +59,7 @@ class ExportConfig:
     progress: bool = True
     target: str | None = None  # auto: the accuracy target, e.g. "psnr-drop<=0.1"
     qat: int | None = None  # int8: QAT fine-tune steps first; auto: QAT's steps (default 100)
+    qat_loss: str | None = None  # QAT's loss; None: the run's own (export_network), else l1
     fp16_block: str = "default"  # "auto": also keep the nodes that break fp16's tolerance fp32
     exporter: str = "auto"  # dynamo, falling back to the TorchScript trace (EXPORTERS)
 
@@ -104,6 +105,13 @@ class ExportConfig:
             )
         if self.fp16_block not in ("default", "auto"):
             raise EdgegenError(f"--fp16-block must be default or auto, got {self.fp16_block!r}")
+        if self.qat_loss is not None:
+            from edgegen.train.config import LOSSES
+
+            if self.qat_loss not in LOSSES:
+                raise EdgegenError(
+                    f"unknown QAT loss {self.qat_loss!r}; choose from {', '.join(LOSSES)}"
+                )
         if self.qat is not None:
             if self.qat < 0:
                 raise EdgegenError(f"--qat must be >= 0 steps, got {self.qat}")
@@ -161,7 +169,10 @@ def export_checkpoint(checkpoint: str | Path, config: ExportConfig) -> ExportRes
 
 
 def export_network(network: Any, config: ExportConfig) -> ExportResult:
-    """Export a :class:`~edgegen.train.networks.Network` (from ``load_network``)."""
+    """Export a :class:`~edgegen.train.networks.Network` (from ``load_network``). QAT fine-tunes
+    under the loss the run trained with, unless ``config.qat_loss`` names one."""
+    if config.qat_loss is None and network.train_loss is not None:
+        config = dataclasses.replace(config, qat_loss=network.train_loss)
     return export_module(
         network.module,
         network.spec,
@@ -505,7 +516,13 @@ def _quantize(
         with tempfile.TemporaryDirectory(prefix="edgegen-qat-") as scratch:
             if config.qat:  # fine-tune now, from the checkpoint's weights
                 result = qat.run_qat(
-                    module, spec, config.calib, config.calib_count, config.qat, config.progress
+                    module,
+                    spec,
+                    config.calib,
+                    config.calib_count,
+                    config.qat,
+                    config.progress,
+                    loss=config.qat_loss or "l1",
                 )
                 settings = qat.quantize_with_qat(
                     module, result, spec, config.opset, out_path, calib, config.per_channel,
@@ -576,6 +593,7 @@ def _auto(
         channel_pad=config.channel_pad,
         val=config.val,
         qat_steps=AUTO_QAT_STEPS if config.qat is None else config.qat,
+        qat_loss=config.qat_loss or "l1",
         opset=config.opset,
         progress=config.progress,
     )

@@ -39,6 +39,7 @@ class Network:
     source: Path | None = None  # the file the weights came from
     qat_record: dict[str, Any] | None = None  # an edgegen QAT checkpoint's ranges
     loader: dict[str, Any] = field(default_factory=dict)  # what the loader reported
+    train_loss: str | None = None  # the loss an edgegen run trained with (QAT's default)
 
 
 def parse_degradation(text: str) -> dict[str, Any]:
@@ -126,7 +127,14 @@ def _edgegen(path: Path) -> Network:
     provenance = dataclasses.replace(
         spec.provenance, checkpoint_sha256=sha256_file(ckpt.path), step=ckpt.step, metrics=metrics
     )
-    return Network(model, spec.replace(provenance=provenance), ckpt.path, ckpt.record.get("qat"))
+    loss = ckpt.record.get("config", {}).get("loss")
+    return Network(
+        model,
+        spec.replace(provenance=provenance),
+        ckpt.path,
+        ckpt.record.get("qat"),
+        train_loss=str(loss) if loss else None,
+    )
 
 
 def load_user_module(

@@ -233,6 +233,7 @@ class QATResult:
     steps: int
     seconds: float
     losses: list[float] = field(default_factory=list)
+    loss: str = "l1"
 
     def record(self) -> dict[str, Any]:
         """What a checkpoint (and a manifest) keeps: JSON-safe, exact float32 scales."""
@@ -240,6 +241,7 @@ class QATResult:
             "qparams": {k: [scale, zp] for k, (scale, zp) in self.qparams.items()},
             "steps": self.steps,
             "seconds": round(self.seconds, 2),
+            "loss": self.loss,
             "final_loss": self.losses[-1] if self.losses else None,
             "scheme": "uint8 asymmetric activations, int8 per-channel symmetric weights, "
             "int32 biases (onnxruntime QDQ U8S8)",
@@ -342,7 +344,7 @@ def finetune(
     bar.close()
     qat.eval()
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    return QATResult(state, qat.qparams(), steps, time.perf_counter() - start, losses)
+    return QATResult(state, qat.qparams(), steps, time.perf_counter() - start, losses, loss)
 
 
 def patch_batches(

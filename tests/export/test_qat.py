@@ -75,6 +75,27 @@ def test_qat_export_uses_the_learned_ranges(qat_export: tuple[Path, Path]) -> No
     assert any(calibrated[t][0] != got[t][0] for t in names.values())
 
 
+def test_qat_fine_tunes_under_the_runs_own_loss_unless_told(tmp_path: Path) -> None:
+    # A run trained under the PSNR loss: export's QAT uses it (its losses are minus a PSNR in
+    # dB, below zero; L1's are not); --qat-loss names another.
+    ckpt = tiny_checkpoint(tmp_path / "run", loss="psnr")
+    export_checkpoint(ckpt, ExportConfig(out=str(tmp_path / "a"), precision=("int8",), qat=2,
+                                         verify=False, **FAST))  # fmt: skip
+    record = json.loads((tmp_path / "a" / "model.int8.manifest.json").read_text())
+    assert record["calibration"]["qat"]["loss"] == "psnr"
+    assert record["calibration"]["qat"]["final_loss"] < 0
+    proc = run_edgegen("export", str(ckpt), "--out", str(tmp_path / "b"), "--precision", "int8",
+                       "--qat", "2", "--qat-loss", "l1", "--calib-count", "4", "--no-verify",
+                       "--no-progress")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((tmp_path / "b" / "model.int8.manifest.json").read_text())
+    assert record["calibration"]["qat"]["loss"] == "l1"
+    assert record["calibration"]["qat"]["final_loss"] > 0
+    proc = run_edgegen("export", str(ckpt), "--out", str(tmp_path / "c"), "--precision", "int8",
+                       "--qat", "2", "--qat-loss", "ssim")  # fmt: skip
+    assert proc.returncode == 2 and "ssim" in proc.stderr
+
+
 def test_qat_model_runs_on_integer_kernels(qat_export: tuple[Path, Path], tmp_path: Path) -> None:
     _, qat = qat_export
     ops = _optimized_ops(qat / "model.int8.onnx", tmp_path)
