@@ -78,9 +78,11 @@ models: install data
 	rm -rf runs/models
 	$(BIN)/edgegen train --preset denoise-blind --out runs/models/denoise-blind-l1
 	$(BIN)/edgegen train --preset denoise-blind-ft --init runs/models/denoise-blind-l1 \
+		--out runs/models/denoise-blind-mse
+	$(BIN)/edgegen train --preset denoise-blind-psnr --init runs/models/denoise-blind-mse \
 		--out runs/models/denoise-blind
 	$(BIN)/edgegen export runs/models/denoise-blind --out models/denoise-blind --precision fp32,int8 \
-		--qat 200 --calib data/photos/train --calib-count 64
+		--qat 1200 --calib data/photos/train --calib-count 64
 	$(BIN)/edgegen train --preset sr2 --out runs/models/sr2
 	$(BIN)/edgegen export runs/models/sr2 --out models/sr2 --precision fp32,int8 \
 		--calib data/photos/train --calib-count 64

@@ -448,7 +448,7 @@ def _sr_tables(m: dict[str, Any], precisions: list[str], machine: str, threads: 
 # How each shipped model is exported (`make models` runs the same): the calibration photos are
 # the training photos; the denoiser's int8 file is quantization-aware fine-tuned.
 EXPORT_OPTIONS = {
-    "denoise-blind": "--precision fp32,int8 --qat 200 --calib data/photos/train --calib-count 64",
+    "denoise-blind": "--precision fp32,int8 --qat 1200 --calib data/photos/train --calib-count 64",
     # Plain int8: with the skip in float it is 0.04 dB from fp32 on the held-out photos, and 200
     # QAT steps left it 0.12 dB away (the fine-tune moves weights trained for 7602 steps).
     "sr2": "--precision fp32,int8 --calib data/photos/train --calib-count 64",
@@ -457,17 +457,20 @@ EXPORT_OPTIONS = {
 # run folder under runs/models it writes and the run it starts from (--init). The denoiser learns
 # with every augmentation under L1, then is fine-tuned under MSE without `gamma`, whose
 # saturated highlights are a prior the held-out photos do not share
-# (benchmarks/augment_prior.py).
+# (benchmarks/augment_prior.py), then under the PSNR loss, which weighs every patch alike in dB
+# (benchmarks/denoise_stages.py measures each stage).
 STAGES: dict[str, list[dict[str, str]]] = {
     "denoise-blind": [
         {"preset": "denoise-blind", "run": "denoise-blind-l1"},
-        {"preset": "denoise-blind-ft", "run": "denoise-blind", "init": "denoise-blind-l1"},
+        {"preset": "denoise-blind-ft", "run": "denoise-blind-mse", "init": "denoise-blind-l1"},
+        {"preset": "denoise-blind-psnr", "run": "denoise-blind", "init": "denoise-blind-mse"},
     ],
 }
 # What a training run shared its CPU with, where it did (the card says so beside its time).
 TRAIN_NOTES = {
     "denoise-blind-l1": "one thread, beside a second training run on the other core",
-    "denoise-blind": "one thread, beside a second training run on the other core",
+    "denoise-blind-mse": "one thread, beside a second training run on the other core",
+    "denoise-blind": "one thread, the other core measuring exports",
     "sr2": "one thread, beside a second training run on the other core",
 }
 
