@@ -32,15 +32,17 @@ from edgegen.evaluation.quality import DARK_LUMA, LUMA, MIN_DARK_PIXELS, colour_
 from edgegen.runtime.files import atomic_write_text
 from edgegen.train.checkpoint import load_model
 from edgegen.train.data import val_samples
+from edgegen.train.validate import run_padded
 
 GREYS = (24, 96, 160, 200, 220, 235, 245)  # 8-bit levels of the flat patches
 FLAT_SIGMA = 25.0
 
 
 def denoise(model: torch.nn.Module, noisy: np.ndarray) -> np.ndarray:
+    """As validation runs it: padded to the network's multiple (a U-Net stage) and cropped."""
     x = torch.from_numpy(np.ascontiguousarray(noisy.transpose(2, 0, 1))[None])
     with torch.no_grad():
-        out = model(x)[0].numpy().transpose(1, 2, 0)
+        out = run_padded(model, x, 1)[0].numpy().transpose(1, 2, 0)
     return np.clip(out, 0.0, 1.0)
 
 

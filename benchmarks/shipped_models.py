@@ -9,8 +9,8 @@ it):
   package, a benchmark-only dependency, given the true sigma) on the same noisy photos; the
   colour shift (each channel's mean error over a photo, in 8-bit steps, and over its dark
   regions, the 16x16 blocks whose clean mean luma is below 0.25), the worst over photos and
-  channels; and the speed
-  against BM3D, side by side: BM3D and each precision on the same photos, alternating;
+  channels; and the speed against BM3D, side by side: BM3D and each precision on the same
+  photos, alternating;
 - a super-resolver: PSNR/SSIM of fp32 and int8 beside bicubic upscaling of the same input;
 - speed on this CPU (onnxruntime, --threads): one 256x256 input, median of --timing-runs.
 
