@@ -1,9 +1,12 @@
 """What the augmentations do to the training prior: the share of saturated pixels (8-bit 255)
-in training patches with and without ``gamma``, beside the photos' own shares.
+and of near-white ones (200 to 254) in training patches with and without ``gamma`` and
+``bright``, beside the held-out photos' own shares.
 
 A denoiser learns the statistics of what it trains on. ``gamma`` (exposure gain up to 1.6,
 clipped) makes saturated highlights far more common than in photos; a model trained only with it
-expects saturation where there is none. Patches are drawn as training draws them (seeded
+expects saturation where there is none. ``bright`` adds near-white content without adding
+saturated pixels: what a model needs to learn that a bright area under clipped noise is not
+saturated. Patches are drawn as training draws them (seeded
 random 96-pixel crops, each photo equally likely).
 
     .venv/bin/python benchmarks/augment_prior.py --json benchmarks/results/augment-prior.json
@@ -23,10 +26,21 @@ from edgegen.train.data.dataset import augment_patch
 
 ROOT = Path(__file__).resolve().parents[1]
 SATURATED = 254.5 / 255.0
+NEAR_WHITE = 199.5 / 255.0
 
 
 def saturated_share(images: list[np.ndarray]) -> float:
     return float(np.mean([(im >= SATURATED).mean() for im in images]))
+
+
+def near_white_share(images: list[np.ndarray]) -> float:
+    return float(np.mean([((im >= NEAR_WHITE) & (im < SATURATED)).mean() for im in images]))
+
+
+def augmented(crops: list[np.ndarray], name: str) -> list[np.ndarray]:
+    return [
+        augment_patch(c, np.random.default_rng(i), frozenset({name})) for i, c in enumerate(crops)
+    ]
 
 
 def main() -> None:
@@ -46,17 +60,15 @@ def main() -> None:
         y = int(rng.integers(image.shape[0] - args.patch + 1))
         x = int(rng.integers(image.shape[1] - args.patch + 1))
         crops.append(image[y : y + args.patch, x : x + args.patch])
+    sets = {
+        "held_out_photos": [p.as_float() for p in photos["held-out"]],
+        "train_patches": crops,
+        "train_patches_gamma": augmented(crops, "gamma"),
+        "train_patches_bright": augmented(crops, "bright"),
+    }
     result = {
-        "saturated_share": {
-            "held_out_photos": saturated_share([p.as_float() for p in photos["held-out"]]),
-            "train_patches": saturated_share(crops),
-            "train_patches_gamma": saturated_share(
-                [
-                    augment_patch(c, np.random.default_rng(i), frozenset({"gamma"}))
-                    for i, c in enumerate(crops)
-                ]
-            ),
-        },
+        "saturated_share": {k: saturated_share(v) for k, v in sets.items()},
+        "near_white_share": {k: near_white_share(v) for k, v in sets.items()},
         "patches": args.patches,
         "patch": args.patch,
     }

@@ -32,8 +32,9 @@ DEVICES = ("auto", "cpu", "cuda")
 AMP_DTYPES = ("auto", "bf16", "fp16")  # auto: bf16 where the GPU has it, else fp16
 # What training may change in a clean patch, each a change the model's output must follow:
 # flips (the square's 8 symmetries), channels (RGB order permuted), gamma (exposure and gamma,
-# clipped: saturated content), dark (a patch darkened to a dim scene). "none" keeps it as is.
-AUGMENTS = ("flips", "channels", "gamma", "dark", "none")
+# clipped: saturated content), dark (a patch darkened to a dim scene), bright (its mirror: a
+# patch lifted towards white, a high-key scene). "none" keeps it as is.
+AUGMENTS = ("flips", "channels", "gamma", "dark", "bright", "none")
 
 Range = tuple[float, float]
 

@@ -527,6 +527,42 @@ def test_dark_augmentation_makes_dim_patches_and_none_changes_nothing():
         )
 
 
+def test_bright_augmentation_lifts_patches_towards_white_and_keeps_white_white():
+    pixels = np.full((48, 48, 3), 100, np.uint8)
+    pixels[:, :, 2] = 255  # a saturated channel: lifting must not move it
+    bright = PatchDataset(
+        [Photo("grey", pixels)], GaussianNoise(0), patch=16, seed=0, augment=("bright",)
+    )
+    greens = []
+    for i in range(200):
+        clean = bright[i][1]
+        assert torch.all(clean[2] == 1.0)
+        greens.append(float(clean[1, 0, 0]))
+    lifted = [g for g in greens if g > 101 / 255]
+    assert 20 < len(lifted) < 70  # about one in five
+    # the distance from white, 155 LSB, scaled by [0.04, 0.3]: 209.5 .. 249.8
+    assert all(1 - 0.3 * 155 / 255 - 1e-6 <= g <= 1 - 0.04 * 155 / 255 + 1e-6 for g in lifted)
+    assert all(abs(g - 100 / 255) < 1e-6 for g in greens if g <= 101 / 255)
+
+
+def test_bright_augmentation_changes_no_other_draw_and_never_follows_dark():
+    photo = Photo("grey", np.full((48, 48, 3), 100, np.uint8))
+    plain = PatchDataset([photo], GaussianNoise(25), patch=16, seed=3, augment=("dark",))
+    both = PatchDataset([photo], GaussianNoise(25), patch=16, seed=3, augment=("dark", "bright"))
+    kinds = {"plain": 0, "dark": 0, "bright": 0}
+    for i in range(120):
+        (noisy_a, clean_a), (noisy_b, clean_b) = plain[i], both[i]
+        level = float(clean_b[0, 0, 0]) * 255
+        kind = "plain" if abs(level - 100) < 1e-3 else "dark" if level < 100 else "bright"
+        kinds[kind] += 1
+        if kind != "bright":  # dark or untouched: the same patch as without `bright`
+            torch.testing.assert_close(clean_b, clean_a)
+        # the noise is the same draw either way (only clipping at 0 and 1 may differ)
+        inside = (clean_b > 0.2) & (clean_b < 0.8) & (clean_a > 0.2) & (clean_a < 0.8)
+        torch.testing.assert_close((noisy_b - clean_b)[inside], (noisy_a - clean_a)[inside])
+    assert min(kinds.values()) > 5, kinds
+
+
 def test_patch_dataset_without_a_large_enough_photo_raises(photos):
     with pytest.raises(ValueError, match="patch"):
         PatchDataset(photos, GaussianNoise(25), patch=512, seed=0)

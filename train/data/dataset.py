@@ -67,6 +67,7 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 # Photometric augmentations: how often each is drawn, and its range.
 GAMMA_P, GAMMA_RANGE, EXPOSURE_RANGE = 0.5, (0.5, 2.0), (0.6, 1.6)
 DARK_P, DARK_RANGE = 0.2, (0.04, 0.3)
+BRIGHT_P, BRIGHT_RANGE = 0.2, (0.04, 0.3)
 
 
 def augment_patch(
@@ -81,10 +82,15 @@ def augment_patch(
     - gamma: a gamma in [0.5, 2] and an exposure gain in [0.6, 1.6], clipped at 1: highlights
       that saturate, shadows that crush, as real exposures do;
     - dark: the patch scaled into [0.04, 0.3] of its range, a dim scene, where clipping at 0
-      skews the noise and a colour shift shows first.
+      skews the noise and a colour shift shows first;
+    - bright: dark's mirror, the patch's distance from white scaled by [0.04, 0.3] (a high-key
+      scene: snow, an overcast sky, paper), where clipping at 1 skews the noise the other way.
+      Pixels already white stay white, so it adds near-white content without adding the
+      saturated pixels that ``gamma`` adds; a patch made dark is not also made bright.
 
     The draws always happen in the same order, whatever is enabled, so one seed's crops do not
-    depend on the augmentations chosen.
+    depend on the augmentations chosen. ``bright`` draws from a child generator (``spawn`` leaves
+    the parent's stream as it was), so enabling it changes no other draw, the noise included.
     """
     k = int(rng.integers(8))  # the 8 symmetries of the square
     perm = rng.permutation(3)
@@ -103,6 +109,11 @@ def augment_patch(
         clean = np.minimum(np.power(clean, np.float32(gamma)) * np.float32(gain), np.float32(1))
     if "dark" in augment and dark_on:
         clean = clean * np.float32(dark)
+    elif "bright" in augment:
+        child = rng.spawn(1)[0]
+        if child.random() < BRIGHT_P:
+            keep = np.float32(child.uniform(*BRIGHT_RANGE))
+            clean = np.float32(1) - (np.float32(1) - clean) * keep
     return np.ascontiguousarray(clean, dtype=np.float32)
 
 
