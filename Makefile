@@ -80,6 +80,8 @@ models: install data
 	$(BIN)/edgegen train --preset denoise-blind-ft --init runs/models/denoise-blind-l1 \
 		--out runs/models/denoise-blind-mse
 	$(BIN)/edgegen train --preset denoise-blind-psnr --init runs/models/denoise-blind-mse \
+		--out runs/models/denoise-blind-psnr
+	$(BIN)/edgegen train --preset denoise-blind-bright --init runs/models/denoise-blind-psnr \
 		--out runs/models/denoise-blind
 	$(BIN)/edgegen export runs/models/denoise-blind --out models/denoise-blind --precision fp32,int8 \
 		--qat 1200 --calib data/photos/train --calib-count 64

@@ -457,20 +457,23 @@ EXPORT_OPTIONS = {
 # run folder under runs/models it writes and the run it starts from (--init). The denoiser learns
 # with every augmentation under L1, then is fine-tuned under MSE without `gamma`, whose
 # saturated highlights are a prior the held-out photos do not share
-# (benchmarks/augment_prior.py), then under the PSNR loss, which weighs every patch alike in dB
+# (benchmarks/augment_prior.py), then under the PSNR loss, which weighs every patch alike in dB,
+# then with `bright` added, near-white scenes where clipped noise is skewed downwards
 # (benchmarks/denoise_stages.py measures each stage).
 STAGES: dict[str, list[dict[str, str]]] = {
     "denoise-blind": [
         {"preset": "denoise-blind", "run": "denoise-blind-l1"},
         {"preset": "denoise-blind-ft", "run": "denoise-blind-mse", "init": "denoise-blind-l1"},
-        {"preset": "denoise-blind-psnr", "run": "denoise-blind", "init": "denoise-blind-mse"},
+        {"preset": "denoise-blind-psnr", "run": "denoise-blind-psnr", "init": "denoise-blind-mse"},
+        {"preset": "denoise-blind-bright", "run": "denoise-blind", "init": "denoise-blind-psnr"},
     ],
 }
 # What a training run shared its CPU with, where it did (the card says so beside its time).
 TRAIN_NOTES = {
     "denoise-blind-l1": "one thread, beside a second training run on the other core",
     "denoise-blind-mse": "one thread, beside a second training run on the other core",
-    "denoise-blind": "one thread, the other core measuring exports",
+    "denoise-blind-psnr": "one thread, the other core measuring exports",
+    "denoise-blind": "two threads, with short evaluations of its checkpoints beside it",
     "sr2": "one thread, beside a second training run on the other core",
 }
 
