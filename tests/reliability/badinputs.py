@@ -1166,3 +1166,22 @@ CASES: list[Case] = [
     Case("api-nan-output", "Generator", "a model whose output is NaN",
          api=api(nan_model, lambda p: _gen(p)(photo_crop())), needles=("NaN or inf",)),
 ]  # fmt: skip
+
+# The cases whose path depends on who runs them (file modes, owners, special files, locks,
+# temporaries, paths out of a folder): the unprivileged rerun (test_limits) repeats only these.
+# The rest parse bytes or options, which no privilege changes; they run once, as root.
+PRIVILEGE_SENSITIVE = frozenset({
+    "image-folder-as-file", "model-missing", "model-is-a-folder",
+    "model-external-data-parent", "model-external-data-absolute", "model-external-data-symlink",
+    "export-checkpoint-missing", "export-folder-without-checkpoint", "export-out-is-a-file",
+    "export-calib-missing", "train-resume-missing", "train-out-is-a-file",
+    "train-photos-not-fetched", "compare-images-empty-folder", "compare-output-is-a-folder",
+    "bench-json-under-a-file", "web-out-holds-other-files", "serve-folder-missing",
+    "run-input-missing", "run-out-is-input-folder", "run-out-inside-input-folder",
+    "run-out-overwrites-input", "run-out-is-a-file", "run-out-unwritable", "run-output-exists",
+    "run-output-is-a-folder", "api-external-data-parent", "export-keeps-user-temps",
+    "export-folder-in-use", "train-folder-in-use", "bench-json-device", "compare-output-device",
+    "compare-output-fifo", "image-fifo", "zoo-manifest-escapes", "run-dash-file-name",
+    "run-long-file-name", "model-symlink-loop", "model-fifo", "model-device",
+    "image-broken-symlink", "run-glob-covers-output",
+})  # fmt: skip

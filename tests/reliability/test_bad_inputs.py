@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from badinputs import CASES, DENOISE, Case, Env
+from badinputs import CASES, DENOISE, PRIVILEGE_SENSITIVE, Case, Env
 from clitools import run_edgegen
 from tinymodels import exported, identity_onnx, tiny_checkpoint
 
@@ -52,9 +52,19 @@ def test_the_catalogue_holds_at_least_40_distinct_bad_inputs() -> None:
     assert {case.command for case in CASES} >= {
         "train", "export", "run", "verify", "compare", "bench", "Generator",
     }  # fmt: skip
+    assert set(ids) >= PRIVILEGE_SENSITIVE, PRIVILEGE_SENSITIVE - set(ids)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def _marks(case: Case) -> list[pytest.MarkDecorator]:
+    """Every row is `catalogue`; the rows the unprivileged rerun repeats are also `privileged`
+    (test_limits selects them by these markers)."""
+    marks = [pytest.mark.catalogue]
+    return [*marks, pytest.mark.privileged] if case.id in PRIVILEGE_SENSITIVE else marks
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(case, marks=_marks(case)) for case in CASES], ids=[c.id for c in CASES]
+)
 def test_bad_input(case: Case, tmp_path: Path, shared: tuple[Path, Path, Path]) -> None:
     models, ckpt, identity = shared
     env = Env(tmp_path / "case", models, ckpt, identity)
