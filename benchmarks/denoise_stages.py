@@ -49,12 +49,11 @@ def denoise(model: torch.nn.Module, noisy: np.ndarray) -> np.ndarray:
 def flat_bias(model: torch.nn.Module) -> dict[str, float]:
     """Mean error (LSB) inside a flat grey patch, its 16-pixel border left out."""
     rng = np.random.default_rng(0)
+    degrade = GaussianNoise(FLAT_SIGMA)  # clipped and rounded to 8 bits, as every tool degrades
     bias = {}
     for grey in GREYS:
         clean = np.full((128, 128, 3), grey / 255, np.float32)
-        noise = rng.normal(0.0, FLAT_SIGMA / 255, clean.shape)
-        # As a noisy file holds it: rounded to 8 bits and clipped, as every edgegen tool does.
-        noisy = np.clip(np.round((clean + noise) * 255) / 255, 0, 1).astype(np.float32)
+        noisy = degrade(clean, rng)
         inner = (denoise(model, noisy) - clean)[16:-16, 16:-16]
         bias[str(grey)] = float(inner.mean() * 255)
     return bias
