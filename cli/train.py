@@ -87,6 +87,12 @@ _RANGE = "NUMBER or LOW,HIGH"
 @click.option("--warmup", type=int, help="Linear warm-up steps. [default: 50]")
 @click.option("--schedule", help="cosine | constant  [default: cosine]")
 @click.option("--grad-clip", type=FINITE, help="Max gradient norm, 0 to disable. [default: 1]")
+@click.option(
+    "--ema",
+    type=FINITE,
+    help="Validate, save and export a moving average of the weights with this decay "
+    "(0.999: about the last thousand steps); 0 for the weights of the last step. [default: 0]",
+)
 @click.option("--out", help="Run folder for checkpoints and metrics. [default: runs/train]")
 @click.option("--val-every", type=int, help="Validate and checkpoint every K steps. [default: 250]")
 @click.option("--seed", type=int, help="[default: 0]")

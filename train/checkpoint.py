@@ -2,8 +2,10 @@
 metrics). Never a pickle.
 
 ``RUN/<name>.safetensors`` is self-contained: the model's weights under their state_dict names,
-the optimizer's tensors under ``__optim__.`` (last checkpoint only) and the whole JSON record in
-the safetensors metadata. It is written to a temporary name and renamed, so it is always either
+the optimizer's tensors under ``__optim__.`` (last checkpoint only), with ``--ema`` the weights
+being trained under ``__train__.`` (last checkpoint only; the names without a prefix then hold
+their moving average, the model the run validated) and the whole JSON record in the safetensors
+metadata. It is written to a temporary name and renamed, so it is always either
 the previous complete checkpoint or the new complete one. ``RUN/<name>.json`` is the same record
 for people and tools (jq); it is written after the weights, and loading trusts the safetensors.
 """
@@ -24,6 +26,7 @@ FORMAT = "edgegen.checkpoint"
 FORMAT_VERSION = 1
 META_KEY = "edgegen"
 OPTIM_PREFIX = "__optim__."
+TRAIN_PREFIX = "__train__."
 RNG_KEY = "__rng__.torch"
 
 
@@ -34,6 +37,7 @@ class Checkpoint:
     weights: dict[str, torch.Tensor]
     optimizer_tensors: dict[str, torch.Tensor]
     torch_rng: torch.Tensor | None
+    train_weights: dict[str, torch.Tensor] | None = None  # --ema: the weights being trained
 
     @property
     def step(self) -> int:
@@ -46,11 +50,19 @@ def save_checkpoint(
     record: dict[str, Any],
     model_state: dict[str, torch.Tensor],
     optimizer_state: dict[str, Any] | None = None,
+    train_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``run/name.safetensors`` and ``run/name.json`` atomically; returns the weights path."""
+    """Write ``run/name.safetensors`` and ``run/name.json`` atomically; returns the weights path.
+
+    ``model_state`` is the model the run stands for; ``train_state``, with ``--ema``, the weights
+    the optimiser moves (which ``model_state`` averages)."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
+    if train_state is not None:
+        tensors.update(
+            {TRAIN_PREFIX + k: v.detach().to("cpu").contiguous() for k, v in train_state.items()}
+        )
     record = dict(record, format=FORMAT, format_version=FORMAT_VERSION)
     if optimizer_state is not None:
         flat, groups = _flatten_optimizer(optimizer_state)
@@ -109,7 +121,8 @@ def load_checkpoint(path: str | Path, prefer: str = "best") -> Checkpoint:
         raise EdgegenError(f"{p}: unsupported checkpoint format {record.get('format')!r}")
     weights = {k: v for k, v in tensors.items() if not k.startswith("__")}
     optim = {k[len(OPTIM_PREFIX) :]: v for k, v in tensors.items() if k.startswith(OPTIM_PREFIX)}
-    return Checkpoint(p, record, weights, optim, tensors.get(RNG_KEY))
+    trained = {k[len(TRAIN_PREFIX) :]: v for k, v in tensors.items() if k.startswith(TRAIN_PREFIX)}
+    return Checkpoint(p, record, weights, optim, tensors.get(RNG_KEY), trained or None)
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], list[Any]]:

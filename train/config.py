@@ -75,6 +75,7 @@ class TrainConfig:
     warmup: int = 50
     schedule: str = "cosine"
     grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
+    ema: float = 0.0  # decay of the weights' moving average that is validated and saved; 0: off
     # bookkeeping
     out: str = "runs/train"
     val_every: int = 250
@@ -169,6 +170,8 @@ class TrainConfig:
         for name in ("workers", "warmup", "seed"):
             if getattr(self, name) < 0:
                 raise EdgegenError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise EdgegenError(f"--ema must be 0 (off) or a decay in (0, 1), got {self.ema:g}")
         if self.grad_clip < 0 or self.weight_decay < 0 or self.min_lr < 0:
             raise EdgegenError("--grad-clip, --weight-decay and --min-lr must be >= 0")
         if self.patch % self.effective_scale:

@@ -33,6 +33,7 @@ from . import archs
 from .checkpoint import load_checkpoint, optimizer_state_from, save_checkpoint
 from .config import TrainConfig
 from .data import PatchDataset, StreamSampler, val_samples
+from .ema import WeightEMA
 from .validate import Validator, summarize
 
 Log = Callable[[str], None]
@@ -359,6 +360,11 @@ class _Run:
             self._restore(ckpt)
         elif cfg.init is not None:
             load_init_weights(self.model, cfg.init)
+        # --ema: the average starts from the weights training starts from (a resumed run's
+        # average is its checkpoint's); only an average of random weights warms up.
+        self.ema = WeightEMA(self.model, cfg.ema, warmup=cfg.init is None) if cfg.ema else None
+        if self.ema is not None and ckpt is not None:
+            self.ema.load(ckpt.weights, int(ckpt.record["ema_updates"]))
         self._precision_and_wrappers()
         self.validator = (
             Validator(val_samples(val_photos, degradation, self.scale), self.scale)
@@ -370,7 +376,9 @@ class _Run:
 
     def _restore(self, ckpt: Any) -> None:
         """Continue from a checkpoint: weights, optimiser, schedule, RNG, counters, curve."""
-        self.model.load_state_dict(ckpt.weights)
+        if self.cfg.ema and ckpt.train_weights is None:
+            raise EdgegenError(f"{ckpt.path}: an --ema run's checkpoint lacks its trained weights")
+        self.model.load_state_dict(ckpt.train_weights if self.cfg.ema else ckpt.weights)
         self.optimizer.load_state_dict(optimizer_state_from(ckpt))
         self.scheduler.load_state_dict(ckpt.record["scheduler"])
         if ckpt.torch_rng is not None:
@@ -422,8 +430,14 @@ class _Run:
 
     # -- validation and checkpoints --------------------------------------------------------
 
+    @property
+    def validated(self) -> nn.Module:
+        """The model the run stands for: the moving average with --ema, else the weights."""
+        return self.ema.module if self.ema is not None else self.model
+
     def record(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
         return {
+            **({"ema_updates": self.ema.updates} if self.ema is not None else {}),
             "step": step,
             "total_steps": self.total,
             "elapsed_s": self.elapsed,
@@ -437,7 +451,7 @@ class _Run:
     def validate_and_save(self, step: int, train_loss: float | None) -> dict[str, Any]:
         assert self.validator is not None
         t0 = time.perf_counter()
-        scores = self.validator.run(self.model, self.device)
+        scores = self.validator.run(self.validated, self.device)
         seconds = self.elapsed - self.mark["elapsed"]
         rate = (step - self.mark["step"]) * self.cfg.batch / seconds if seconds > 0 else None
         self.mark.update(step=step, elapsed=self.elapsed)
@@ -448,7 +462,15 @@ class _Run:
             "train_loss": train_loss,
             "patches_per_s": round(rate, 2) if rate is not None else None,
             **summarize(scores),
-            "images": {s.name: {"psnr": s.psnr, "ssim": s.ssim} for s in scores},
+            "images": {
+                s.name: {
+                    "psnr": s.psnr,
+                    "ssim": s.ssim,
+                    "shift": s.shift,
+                    "dark_shift": s.dark_shift,
+                }
+                for s in scores
+            },
             "val_seconds": round(time.perf_counter() - t0, 3),
         }
         self.curve.append(metrics)
@@ -457,13 +479,14 @@ class _Run:
         improved = metrics["psnr"] > self.best
         if improved:
             self.best, self.best_step = metrics["psnr"], step
-        state = self.model.state_dict()
+        state = self.validated.state_dict()
         # best before last: a run killed between the two resumes from the older `last` and,
         # being deterministic, reaches and re-saves this same best again.
         if improved:
             save_checkpoint(self.path, "best", self.record(step, metrics), state)
         optimizer = self.optimizer.state_dict()
-        save_checkpoint(self.path, "last", self.record(step, metrics), state, optimizer)
+        trained = self.model.state_dict() if self.ema is not None else None
+        save_checkpoint(self.path, "last", self.record(step, metrics), state, optimizer, trained)
         return metrics
 
     def start(self, progress: bool) -> Any:
@@ -508,6 +531,8 @@ class _Run:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         return loss.detach()
 
     def loop(self, iterator: Any, bar: Any) -> None:
@@ -614,7 +639,8 @@ def _report(log: Log, bar: Any, m: dict[str, Any], total: int) -> None:
     of = "?" if total == UNKNOWN_TOTAL else total  # a --minutes run before its steps are timed
     line = (
         f"step {m['step']}/{of}  {loss}val PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  "
-        f"(input {m['input_psnr']:.2f} dB, {m['input_ssim']:.4f})  {m['seconds']:.0f}s{rate}"
+        f"(input {m['input_psnr']:.2f} dB, {m['input_ssim']:.4f})  "
+        f"shift {m['shift']:.2f} LSB (dark {m['dark_shift']:.2f})  {m['seconds']:.0f}s{rate}"
     )
     if bar is not None:
         bar.write(line, file=sys.stderr)

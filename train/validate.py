@@ -1,5 +1,6 @@
 """Validation on whole held-out photos: PSNR and SSIM (scikit-image) of the output and of the
-degraded input, so every number comes with the baseline it improves on."""
+degraded input, so every number comes with the baseline it improves on, and the output's colour
+shift (the worst per-channel mean error, overall and over dark regions: a tint PSNR hardly sees)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgegen.evaluation.quality import colour_shift
 from edgegen.evaluation.samples import Sample
 
 
@@ -20,6 +22,8 @@ class ImageScore:
     ssim: float
     input_psnr: float
     input_ssim: float
+    shift: float = 0.0  # the worst channel's mean error over the photo, in 8-bit steps
+    dark_shift: float = 0.0  # the same over its dark regions (0 where it has none)
 
 
 def psnr_ssim(reference: np.ndarray, image: np.ndarray) -> tuple[float, float]:
@@ -66,8 +70,12 @@ class Validator:
                 x = torch.from_numpy(pair.degraded.transpose(2, 0, 1).copy())[None].to(device)
                 out = run_padded(model, x, self.scale).float().clamp_(0.0, 1.0)
                 y = out[0].cpu().numpy().transpose(1, 2, 0)
-                psnr, ssim = psnr_ssim(_clean(pair), np.ascontiguousarray(y))
-                scores.append(ImageScore(pair.photo, psnr, ssim, in_psnr, in_ssim))
+                y = np.ascontiguousarray(y)
+                psnr, ssim = psnr_ssim(_clean(pair), y)
+                shift = colour_shift(_clean(pair), y)
+                scores.append(
+                    ImageScore(pair.photo, psnr, ssim, in_psnr, in_ssim, shift.overall, shift.dark)
+                )
         finally:
             model.train(was_training)
         return scores
@@ -98,4 +106,6 @@ def summarize(scores: list[ImageScore]) -> dict[str, float]:
         "ssim": float(np.mean([s.ssim for s in scores])),
         "input_psnr": float(np.mean([s.input_psnr for s in scores])),
         "input_ssim": float(np.mean([s.input_ssim for s in scores])),
+        "shift": max(s.shift for s in scores),
+        "dark_shift": max(s.dark_shift for s in scores),
     }
