@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgegen.evaluation.quality import colour_shift, worst_shift
+from edgegen.evaluation.quality import colour_shift, mean_shift, worst_shift
 
 
 def test_a_uniform_tint_is_its_size_in_lsb_everywhere():
@@ -54,3 +54,26 @@ def test_a_blur_that_keeps_the_colours_is_no_dark_shift():
     # A real tint of the same region still shows, in full.
     tinted = out + np.array([0, 0, 2], np.float32) / 255
     assert colour_shift(clean, tinted).dark == pytest.approx(2, abs=1e-3)
+
+
+def test_mean_over_noise_draws_keeps_the_bias_and_averages_the_noise_out():
+    # A small dark region (4 blocks) with a +1 LSB bias under zero-mean noise: one draw's mean
+    # error wanders around 1; the mean over many draws is the bias.
+    rng = np.random.default_rng(0)
+    clean = np.full((64, 64, 3), 0.6, np.float32)
+    clean[:32, :32] = 0.1
+    draws = []
+    for _ in range(64):
+        noise = rng.normal(0.0, 20.0 / 255, clean.shape).astype(np.float32)
+        draws.append(colour_shift(clean, clean + 1 / 255 + noise))
+    single = [d.dark_mean_lsb[0] for d in draws]  # type: ignore[index]
+    assert max(abs(v - 1.0) for v in single) > 0.5  # one draw can be far from the bias
+    mean = mean_shift(draws)
+    assert mean.dark_mean_lsb is not None
+    # one draw's mean over 1024 pixels has a deviation of 20 / 32 = 0.63 LSB, the mean of 64
+    # draws 0.08: 0.25 is three of those
+    np.testing.assert_allclose(mean.dark_mean_lsb, [1, 1, 1], atol=0.25)
+    np.testing.assert_allclose(mean.mean_lsb, [1, 1, 1], atol=0.15)  # 4096 pixels: 0.04
+    assert mean.dark_share == draws[0].dark_share
+    with pytest.raises(ValueError, match="not of one photo"):
+        mean_shift([draws[0], colour_shift(np.full((64, 64, 3), 0.6, np.float32), clean)])
