@@ -7,7 +7,7 @@ import torch
 from clitools import assert_one_line_error, run_edgegen
 from torch import nn
 
-from edgegen.train.checkpoint import load_checkpoint, load_model
+from edgegen.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from edgegen.train.config import TrainConfig
 from edgegen.train.ema import WeightEMA, warmed_decay
 from edgegen.train.trainer import train
@@ -152,6 +152,17 @@ def test_ema_resume_matches_uninterrupted(tmp_path) -> None:
     for name in a.weights:
         assert torch.equal(a.weights[name], b.weights[name]), f"average {name} differs"
         assert torch.equal(a.train_weights[name], b.train_weights[name]), f"weight {name} differs"
+
+
+def test_resume_of_an_ema_run_without_its_trained_weights_is_one_line(tmp_path) -> None:
+    run = tmp_path / "a"
+    with pytest.raises(Crash):
+        train(tiny(run, ema=0.8), progress=False, log=crash_after_step(3))
+    last = load_checkpoint(run, prefer="last")
+    record = {k: v for k, v in last.record.items() if k not in ("format", "format_version")}
+    save_checkpoint(run, "last", record, last.weights)  # the trained weights lost
+    proc = run_edgegen("train", "--resume", str(run))
+    assert_one_line_error(proc, "lacks its trained weights")
 
 
 def test_ema_option_is_checked() -> None:
