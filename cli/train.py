@@ -63,8 +63,8 @@ _RANGE = "NUMBER or LOW,HIGH"
 @click.option(
     "--augment",
     help="What may change in a training patch, comma-separated: flips, channels (RGB order), "
-    "gamma (exposure, gamma, saturation), dark (dim scenes), bright (high-key scenes), deep "
-    "(deep shadows beside whites), or none. [default: flips]",
+    "gamma (exposure, gamma, saturation), dark (dim scenes), bright (high-key scenes), or none. "
+    "[default: flips]",
 )
 @click.option("--patch", type=int, help="Training patch size (output pixels). [default: 64]")
 @click.option("--batch", type=int, help="Global batch size (split across DDP ranks). [default: 16]")

@@ -33,9 +33,8 @@ AMP_DTYPES = ("auto", "bf16", "fp16")  # auto: bf16 where the GPU has it, else f
 # What training may change in a clean patch, each a change the model's output must follow:
 # flips (the square's 8 symmetries), channels (RGB order permuted), gamma (exposure and gamma,
 # clipped: saturated content), dark (a patch darkened to a dim scene), bright (its mirror: a
-# patch lifted towards white, a high-key scene), deep (a gamma above 1: deep, saturated shadows
-# beside whites that stay white). "none" keeps it as is.
-AUGMENTS = ("flips", "channels", "gamma", "dark", "bright", "deep", "none")
+# patch lifted towards white, a high-key scene). "none" keeps it as is.
+AUGMENTS = ("flips", "channels", "gamma", "dark", "bright", "none")
 
 Range = tuple[float, float]
 

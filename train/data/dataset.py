@@ -68,7 +68,6 @@ class PatchDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 GAMMA_P, GAMMA_RANGE, EXPOSURE_RANGE = 0.5, (0.5, 2.0), (0.6, 1.6)
 DARK_P, DARK_RANGE = 0.2, (0.04, 0.3)
 BRIGHT_P, BRIGHT_RANGE = 0.2, (0.04, 0.3)
-DEEP_P, DEEP_RANGE = 0.2, (1.5, 3.0)
 
 
 def augment_patch(
@@ -88,16 +87,10 @@ def augment_patch(
       scene: snow, an overcast sky, paper), where clipping at 1 skews the noise the other way.
       Pixels already white stay white, so it adds near-white content without adding the
       saturated pixels that ``gamma`` adds; a patch made dark is not also made bright.
-    - deep: a gamma in [1.5, 3] and no gain: shadows and mid-tones deepen and their colours
-      saturate (a mid-blue sky turns deep blue) while what is white stays white: a high-contrast
-      scene of dark, coloured areas beside bright ones (a deep sky between white clouds), which
-      neither a dimmed patch (``dark`` keeps the contrast ratio) nor ``gamma`` (which clips)
-      makes. Only a patch neither dark nor bright may be made deep.
 
     The draws always happen in the same order, whatever is enabled, so one seed's crops do not
-    depend on the augmentations chosen. ``bright`` and ``deep`` draw from child generators
-    (``spawn`` leaves the parent's stream as it was; ``deep``'s is spawned after ``bright``'s),
-    so enabling either changes no other draw, the noise included.
+    depend on the augmentations chosen. ``bright`` draws from a child generator (``spawn`` leaves
+    the parent's stream as it was), so enabling it changes no other draw, the noise included.
     """
     k = int(rng.integers(8))  # the 8 symmetries of the square
     perm = rng.permutation(3)
@@ -114,7 +107,6 @@ def augment_patch(
         clean = clean[..., perm]
     if "gamma" in augment and gamma_on:
         clean = np.minimum(np.power(clean, np.float32(gamma)) * np.float32(gain), np.float32(1))
-    lifted = False
     if "dark" in augment and dark_on:
         clean = clean * np.float32(dark)
     elif "bright" in augment:
@@ -122,12 +114,6 @@ def augment_patch(
         if child.random() < BRIGHT_P:
             keep = np.float32(child.uniform(*BRIGHT_RANGE))
             clean = np.float32(1) - (np.float32(1) - clean) * keep
-            lifted = True
-    if "deep" in augment and not lifted and not ("dark" in augment and dark_on):
-        child = rng.spawn(1)[0]
-        if child.random() < DEEP_P:
-            power = np.exp(child.uniform(np.log(DEEP_RANGE[0]), np.log(DEEP_RANGE[1])))
-            clean = np.power(clean, np.float32(power))
     return np.ascontiguousarray(clean, dtype=np.float32)
 
 
