@@ -81,9 +81,9 @@ def mean_shift(draws: Sequence[ColourShift]) -> ColourShift:
 
     One draw's mean error holds the noise left in the output besides the model's bias. Over a
     whole photo that noise is hundredths of an LSB; over a dark region of a couple of thousand
-    pixels it is tenths, as much as the bias to be measured. Each draw's means are over the same pixels and
-    blocks (the dark blocks are chosen on the clean photo), so their mean is the mean error over
-    all draws."""
+    pixels it is tenths, as much as the bias to be measured. Each draw's means are over the same
+    pixels and blocks (the dark blocks are chosen on the clean photo), so their mean is the mean
+    error over all draws."""
     if not draws:
         raise ValueError("no draws to average")
     first = draws[0]
