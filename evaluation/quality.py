@@ -95,11 +95,8 @@ def mean_shift(draws: Sequence[ColourShift]) -> ColourShift:
     ):
         raise ValueError("the draws are not of one photo")
     mean = tuple(float(v) for v in np.mean([d.mean_lsb for d in draws], axis=0))
-    dark = (
-        tuple(float(v) for v in np.mean([d.dark_mean_lsb for d in draws], axis=0))
-        if first.dark_mean_lsb is not None
-        else None
-    )
+    darks = [d.dark_mean_lsb for d in draws if d.dark_mean_lsb is not None]
+    dark = tuple(float(v) for v in np.mean(darks, axis=0)) if darks else None
     return ColourShift(mean, dark, first.dark_share)
 
 
