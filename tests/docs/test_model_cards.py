@@ -15,17 +15,13 @@ SAVED = json.loads(RESULTS.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
-def shipped(monkeypatch_module: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch_module.syspath_prepend(str(ROOT / "benchmarks"))
-    import shipped_models
-
-    return shipped_models
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():  # type: ignore[no-untyped-def]
+def shipped():  # type: ignore[no-untyped-def]
+    """benchmarks/shipped_models.py as a module (it imports its neighbour ``_machine``)."""
     with pytest.MonkeyPatch.context() as mp:
-        yield mp
+        mp.syspath_prepend(str(ROOT / "benchmarks"))
+        import shipped_models
+
+        yield shipped_models
 
 
 @pytest.mark.parametrize("name", sorted(SAVED["models"]))
