@@ -39,7 +39,7 @@ import numpy as np
 from _machine import describe
 
 from edgegen.evaluation.degrade import BicubicDownscale, GaussianNoise
-from edgegen.evaluation.photos import BUNDLED_TRAIN, Photo, find_images, load_all
+from edgegen.evaluation.photos import BUNDLED_HELD_OUT, BUNDLED_TRAIN, Photo, find_images, load_all
 from edgegen.evaluation.quality import ColourShift, colour_shift, mean_shift, worst_shift
 from edgegen.runtime.files import atomic_write_text
 from edgegen.runtime.generator import Generator
@@ -306,15 +306,22 @@ def training_line(name: str, stages: list[dict[str, Any]], machine: str) -> str:
 
 
 def data_line(preset: str) -> str:
+    """`- **Data**: ...`, from the tracked `data/sources.toml` (the fetched photos are not
+    tracked, so a clone writes the same card before `make data`)."""
+    import tomllib
+
     from edgegen.train.config import load_preset
 
-    listing = json.loads((HELD_OUT.parent / "photos.json").read_text(encoding="utf-8"))
-    train = [r for r in listing if r["file"].startswith("train/")]
-    held = [r for r in listing if r["file"].startswith("held-out/")]
+    with (ROOT / "data" / "sources.toml").open("rb") as f:
+        sources = tomllib.load(f)["package"]
+    train = [p for p in sources if p["split"] == "train"]
+    held = [p for p in sources if p["split"] == "held-out"]
 
-    def packages(rows: list[dict[str, str]]) -> str:
-        names = sorted({r["package"].split()[0] for r in rows} - {"scikit-image"})
-        return ", ".join(f"`{n}`" for n in names)
+    def packages(rows: list[dict[str, Any]]) -> str:
+        return ", ".join(f"`{n}`" for n in sorted({r["name"] for r in rows}))
+
+    def count(rows: list[dict[str, Any]]) -> int:
+        return sum(len(r["photos"]) for r in rows)
 
     if load_preset(preset).get("data", "bundled") == "bundled":
         trained = (
@@ -323,10 +330,12 @@ def data_line(preset: str) -> str:
         )
     else:
         trained = (
-            f"{len(train)} real photos from the Debian packages {packages(train)} and scikit-image"
+            f"{count(train) + len(BUNDLED_TRAIN)} real photos from the Debian packages "
+            f"{packages(train)} and scikit-image"
         )
+    held_out = count(held) + len(BUNDLED_HELD_OUT)
     return (
-        f"- **Data**: training on {trained}; {len(held)} held-out photos, never trained on, "
+        f"- **Data**: training on {trained}; {held_out} held-out photos, never trained on, "
         f"from {packages(held)} and scikit-image's three held-out photos. `make data` fetches "
         "both sets (`data/sources.toml` lists every photo, its sha256 and licence); every number "
         "below is measured on the held-out set."

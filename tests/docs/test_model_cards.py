@@ -15,12 +15,15 @@ SAVED = json.loads(RESULTS.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
-def shipped():  # type: ignore[no-untyped-def]
-    """benchmarks/shipped_models.py as a module (it imports its neighbour ``_machine``)."""
+def shipped(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """benchmarks/shipped_models.py as a module (it imports its neighbour ``_machine``), its
+    photo folder pointed at one that does not exist: a clean clone has no `make data` photos,
+    and a card must be written from tracked files alone."""
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(ROOT / "benchmarks"))
         import shipped_models
 
+        mp.setattr(shipped_models, "HELD_OUT", tmp_path_factory.mktemp("no-data") / "held-out")
         yield shipped_models
 
 
