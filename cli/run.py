@@ -98,6 +98,12 @@ _Item = TypeVar("_Item")
     show_default=True,
     help="dask: how often a job that raised is retried before its images are listed as failed.",
 )
+@click.option(
+    "--match-means/--no-match-means",
+    default=None,
+    help="Match each output's local colour means to its input's (undoes the colour shift a "
+    "denoiser leaves, clipped dark noise included). [default: on for a Gaussian denoiser]",
+)
 @session_options
 def run(
     args: tuple[str, ...],
@@ -117,6 +123,7 @@ def run(
     address: str | None,
     workers: int | None,
     retries: int,
+    match_means: bool | None,
     **session: Any,
 ) -> int:
     """Run MODEL on image files, folders or globs (INPUTS); write OUTDIR/<stem>.png for each.
@@ -170,6 +177,7 @@ def run(
         overlap=overlap,
         verify_manifest=not no_verify,
         runtime=runtime,
+        match_means=match_means,
         **session,
     )
     files.make_outdir(outdir)
@@ -187,7 +195,7 @@ def run(
             model, pairs, batch, overwrite, show, address, workers, retries, timeout,
             dict(
                 device=device, threads=threads, tile=tile, overlap=overlap, session=session,
-                runtime=runtime,
+                runtime=runtime, match_means=match_means,
             ),
         )  # fmt: skip
         if failures and len(found) == 1:  # a single input that fails is an error, as below

@@ -99,9 +99,13 @@ class GeneratorOptions:
     overlap: int | None = None
     session: tuple[tuple[str, Any], ...] = ()  # Generator's session keywords, as pairs
     runtime: str = "onnxruntime"  # or openvino[:PRECISION]
+    match_means: bool | None = None  # None: the Generator's default for the model
 
     def key(self) -> tuple[Any, ...]:
-        return (self.device, self.threads, self.tile, self.overlap, self.session, self.runtime)
+        return (
+            self.device, self.threads, self.tile, self.overlap, self.session, self.runtime,
+            self.match_means,
+        )  # fmt: skip
 
 
 @dataclass
@@ -140,6 +144,7 @@ def worker_generator(model: ModelFile, options: GeneratorOptions, threads: int |
                 overlap=options.overlap,
                 verify_manifest=False,
                 runtime=options.runtime,
+                match_means=options.match_means,
                 **dict(options.session),
             )
             _GENERATORS[key] = gen

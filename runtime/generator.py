@@ -115,6 +115,13 @@ class Generator:
     precisions (:mod:`edgegen.runtime.openvino_session`). The API, tiling and :meth:`verify` are
     the same; onnxruntime's session options do not apply there, and :meth:`cancel` stops an
     OpenVINO call only before it starts.
+
+    ``match_means``: after a denoiser runs on a whole image, match the output's local colour
+    means to the input's (:mod:`edgegen.runtime.means`: the lift that clipping gives dark noisy
+    pixels is undone exactly, not as the network guessed it). None (the default) does so for a
+    model whose spec says it removes Gaussian noise; False returns the network's output as it
+    is. It applies to images (``gen(image)``, :meth:`run_batch`), never to :meth:`infer`, which
+    golden samples and comparisons check.
     """
 
     def __init__(
@@ -139,6 +146,7 @@ class Generator:
         cpu_mem_arena: bool = True,
         spinning: bool = True,
         runtime: str = "onnxruntime",
+        match_means: bool | None = None,
     ) -> None:
         self.path = Path(path)
         self._check_file(verify_manifest)
@@ -176,8 +184,22 @@ class Generator:
         self._bindings = self._make_bindings()
         self.tile, self.overlap = self._tiling(tile, overlap)
         self._warned_tiling = False  # the global-field tiling warning is given once
+        self.match_means = self._match_means(match_means)
 
     # -- the model -----------------------------------------------------------------------------
+
+    def _match_means(self, asked: bool | None) -> bool:
+        denoiser = self.spec.scale == 1 and self.spec.in_channels == self.spec.out_channels
+        if asked is None:
+            gaussian = self.spec.degradation.get("kind") == "gaussian_noise"
+            return denoiser and self.spec.task == "denoise" and gaussian
+        if asked and not denoiser:
+            raise EdgegenError(
+                f"{self.path.name}: match_means needs a model whose output matches its input "
+                f"(scale 1, as many channels in as out); this one has scale {self.spec.scale}, "
+                f"{self.spec.in_channels} -> {self.spec.out_channels} channels"
+            )
+        return asked
 
     def _check_file(self, verify_manifest: bool) -> None:
         if self.path.is_dir():
@@ -571,12 +593,27 @@ class Generator:
     def _run_hwc(self, color: np.ndarray) -> np.ndarray:
         return np.asarray(from_model(self.spec, self._run_padded(self._to_model(color)))[0])
 
+    def _matched(self, out: np.ndarray, color: np.ndarray) -> np.ndarray:
+        """Mean matching, registered as a call so that :meth:`cancel` (a timeout, Ctrl-C)
+        stops it between two strips of rows as it stops the network between two layers."""
+        from .means import match_means
+
+        with self._call() as run_options:
+
+            def check() -> None:
+                if run_options.terminate:
+                    raise Cancelled(f"{self.path}: cancelled")
+
+            return match_means(color, out, inplace=True, check=check)
+
     def _finish(self, out: np.ndarray, prep: _Prepared) -> np.ndarray:
         """Float32 HWC output in [0, 1] -> the caller's dtype and layout, alpha re-attached."""
         from .images import resize
 
         if prep.gray_repeated and out.shape[2] == 3:
             out = out.mean(axis=2, keepdims=True)
+        if self.match_means:
+            out = self._matched(out, prep.color)
         out = np.clip(out, 0.0, 1.0)
         if prep.dtype == np.uint8:
             result = np.rint(out * 255.0).astype(np.uint8)

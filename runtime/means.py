@@ -1,0 +1,267 @@
+"""Mean matching: keep a denoised photo's local colour means those of its noisy input.
+
+Zero-mean noise leaves a region's mean where it was, so a denoiser that shifts a region's colour
+has made an error the input itself can show. Where the noise is clipped (8-bit files hold
+[0, 255]) it is not zero-mean: dark pixels are lifted, near-white ones pulled down. For Gaussian
+noise of level sigma the lift is known in closed form (Foi, "Clipped noisy images:
+heteroskedastic modeling and practical denoising", 2009): a clean value ``c`` is seen, on
+average, as ``E[clip(c + n)]``. A trained denoiser learns to undo that lift, but only roughly;
+beside bright clouds, say, a dark sky keeps a lift of an LSB or more.
+
+:func:`match_means` corrects what is left: it finds the smooth offset that makes the output's
+expected noisy means, ``E[clip(y + n)]`` blurred over some tens of pixels, equal the noisy
+input's own blurred means. Only the low frequencies move; detail is the denoiser's. Blurring the
+input's noise costs no detail either: below a blur of this size a denoiser passes the noise's
+low frequencies through anyway (no model tells them from the photo), so the correction mostly
+removes the bias. The noise level comes from the input and output (:func:`estimate_sigma`): the
+denoiser's residual ``x - y`` is the noise it removed.
+
+Pure numpy, on the whole image (after tiling: the correction is smooth, so tiles do not show).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+# Blur scale (pixels, the standard deviation of a near-Gaussian kernel) over which means must
+# match: wide enough that the input's noise averages out (noise of level 25 leaves ~0.7 LSB), local
+# enough to follow a dark region beside a bright one.
+RADIUS = 10.0
+# The correction is smooth: it is computed on a grid this many times coarser, then interpolated.
+COARSE = 4
+# Rows per strip of full-size work (times COARSE), and the pixels the noise level is read from.
+STRIP = 64
+SIGMA_SAMPLE = 1 << 21
+ITERATIONS = 3  # the clipping term is not linear: a few steps settle it (2 left 0.05 LSB)
+# A clean value this close to a bound, in sigmas, clips too often for the noise there to count
+# towards the noise level.
+_CLEAR = 2.0
+
+_Z = np.linspace(-8.0, 8.0, 3201)
+_CDF = np.array([0.5 * (1.0 + math.erf(z / math.sqrt(2.0))) for z in _Z])
+_PDF = np.exp(-(_Z**2) / 2.0) / math.sqrt(2.0 * math.pi)
+_GRID = np.linspace(0.0, 1.0, 16385)
+
+
+def _cdf(z: np.ndarray) -> np.ndarray:
+    return np.asarray(np.interp(z, _Z, _CDF))
+
+
+def _pdf(z: np.ndarray) -> np.ndarray:
+    return np.asarray(np.interp(z, _Z, _PDF))
+
+
+def expected_clipped(clean: np.ndarray, sigma: float) -> np.ndarray:
+    """``E[clip(clean + n, 0, 1)]`` for ``n ~ N(0, sigma^2)``: what noise of that level, clipped
+    as a file clips it, shows of each clean value on average."""
+    s = max(float(sigma), 1e-4)
+    a, b = -clean / s, (1.0 - clean) / s
+    return np.asarray((1.0 - _cdf(b)) + clean * (_cdf(b) - _cdf(a)) + s * (_pdf(a) - _pdf(b)))
+
+
+def unclipped_share(clean: np.ndarray, sigma: float) -> np.ndarray:
+    """The derivative of :func:`expected_clipped`: the share of noisy samples left unclipped."""
+    s = max(float(sigma), 1e-4)
+    return np.asarray(_cdf((1.0 - clean) / s) - _cdf(-clean / s))
+
+
+def clipped_curvature(clean: np.ndarray, sigma: float) -> np.ndarray:
+    """The second derivative of :func:`expected_clipped` in ``clean``."""
+    s = max(float(sigma), 1e-4)
+    return np.asarray((_pdf(-clean / s) - _pdf((1.0 - clean) / s)) / s)
+
+
+def _laplacian(a: np.ndarray) -> np.ndarray:
+    """The 3x3 second difference (weights 1 -2 1 / -2 4 -2 / 1 -2 1): white noise of level
+    sigma comes out with level 6 sigma; smooth content cancels."""
+    return np.asarray(
+        a[:-2, :-2] - 2 * a[:-2, 1:-1] + a[:-2, 2:]
+        - 2 * a[1:-1, :-2] + 4 * a[1:-1, 1:-1] - 2 * a[1:-1, 2:]
+        + a[2:, :-2] - 2 * a[2:, 1:-1] + a[2:, 2:]
+    )  # fmt: skip
+
+
+def _neighbourhood(a: np.ndarray, pick: str) -> np.ndarray:
+    """The minimum or maximum over each pixel's 3x3 neighbourhood (the interior, as
+    :func:`_laplacian` gives)."""
+    h, w = a.shape[0] - 2, a.shape[1] - 2
+    reduce = np.minimum if pick == "min" else np.maximum
+    out = a[1:-1, 1:-1].copy()
+    for dy in range(3):
+        for dx in range(3):
+            reduce(out, a[dy : dy + h, dx : dx + w], out=out)
+    return out
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    """Pixels as float32 in [0, 1] (uint8 and uint16 scaled; floats as they are)."""
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) * np.float32(1 / 255)
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) * np.float32(1 / 65535)
+    return a.astype(np.float32, copy=False)
+
+
+def _strips(h: int, height: int) -> list[tuple[int, int]]:
+    return [(r, min(h, r + height)) for r in range(0, h, height)]
+
+
+def estimate_sigma(noisy: np.ndarray, denoised: np.ndarray) -> float:
+    """The noise level of ``noisy`` (HWC; uint8, uint16 or float in [0, 1]) in [0, 1] units,
+    from the Laplacian of the residual ``noisy - denoised`` (the detail the denoiser kept
+    cancels) by its median absolute value, over pixels whose denoised neighbourhood sits clear
+    of 0 and 1 (noise clipped there is smaller: counting it would underestimate). A large image
+    is sampled in strips of rows spread over it. 0 for an image under 3x3."""
+    h, w = noisy.shape[:2]
+    if h < 3 or w < 3:
+        return 0.0
+    rows = max(3, min(h, SIGMA_SAMPLE // max(1, w)))
+    count = max(1, -(-rows // STRIP))
+    starts = np.linspace(0, h - min(h, STRIP + 2), count).astype(int) if h > STRIP + 2 else [0]
+    responses, lows, highs = [], [], []
+    for r0 in sorted(set(int(v) for v in starts)):
+        r1 = min(h, r0 + STRIP + 2)
+        if r1 - r0 < 3:
+            continue
+        y = np.asarray(denoised[r0:r1], dtype=np.float32)
+        residual = _unit(noisy[r0:r1]) - y
+        for k in range(noisy.shape[2]):
+            responses.append(np.abs(_laplacian(residual[:, :, k])).ravel())
+            lows.append(_neighbourhood(y[:, :, k], "min").ravel())
+            highs.append(_neighbourhood(y[:, :, k], "max").ravel())
+    r, low, high = np.concatenate(responses), np.concatenate(lows), np.concatenate(highs)
+    sigma = float(np.median(r)) / 0.6745 / 6.0
+    for _ in range(3):  # the pixels that count depend on the level: settle both
+        clear = (low > _CLEAR * sigma) & (high < 1.0 - _CLEAR * sigma)
+        if np.count_nonzero(clear) < 256:
+            break
+        sigma = float(np.median(r[clear])) / 0.6745 / 6.0
+    return sigma
+
+
+def _lookup(table: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``table`` (sampled on :data:`_GRID`) at ``y`` in [0, 1], nearest sample: the grid is
+    fine enough (16384 steps) that this is within 0.01 LSB, and no search is needed."""
+    i = y * np.float32(len(table) - 1)
+    i += np.float32(0.5)
+    return np.asarray(table[i.astype(np.int32)])
+
+
+def _box(a: np.ndarray, r: int, axis: int) -> np.ndarray:
+    """Mean over a window of 2r+1 along ``axis``, edges mirrored (repeated where the image is
+    shorter than the window)."""
+    n = a.shape[axis]
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (r + 1, r)
+    padded = np.pad(a, pad, mode="symmetric" if r < n else "edge")
+    c = np.cumsum(padded, axis=axis, dtype=np.float64)
+    upper = np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis)
+    lower = np.take(c, np.arange(n), axis=axis)
+    return np.asarray((upper - lower) / (2 * r + 1), dtype=np.float32)
+
+
+def _blur(a: np.ndarray, scale: float) -> np.ndarray:
+    """Three box passes each way, channel by channel: a near-Gaussian blur of standard
+    deviation ~``scale``."""
+    r = max(1, round((math.sqrt(1.0 + 4.0 * scale * scale) - 1.0) / 2.0))
+    out = np.empty(a.shape, np.float32)
+    for k in range(a.shape[2]):
+        c = a[:, :, k]
+        for _ in range(3):
+            c = _box(_box(c, r, 0), r, 1)
+        out[:, :, k] = c
+    return out
+
+
+def _coarsen(a: np.ndarray, f: int) -> np.ndarray:
+    """Means over f x f blocks (the last partial blocks padded by repeating the edge)."""
+    h, w = a.shape[:2]
+    hp, wp = -(-h // f) * f, -(-w // f) * f
+    if (hp, wp) != (h, w):
+        a = np.pad(a, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
+    return np.asarray(a.reshape(hp // f, f, wp // f, f, a.shape[2]).mean(axis=(1, 3)))
+
+
+def _weights(first: int, n: int, f: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For pixels first..first+n-1 along an axis: the two coarse cells (block centres) either
+    side of each, and the weight of the second."""
+    pos = np.clip((np.arange(first, first + n) + 0.5) / f - 0.5, 0.0, m - 1.0)
+    i0 = np.minimum(pos.astype(np.int64), m - 1)
+    return i0, np.minimum(i0 + 1, m - 1), (pos - i0).astype(np.float32)
+
+
+def _refine(a: np.ndarray, f: int, rows: tuple[int, int], w: int) -> np.ndarray:
+    """Bilinear interpolation of a coarse grid (block centres) at rows[0]..rows[1]-1 of the
+    full image, w pixels wide."""
+    y0, y1, ty = _weights(rows[0], rows[1] - rows[0], f, a.shape[0])
+    x0, x1, tx = _weights(0, w, f, a.shape[1])
+    band = a[y0] * (1 - ty)[:, None, None] + a[y1] * ty[:, None, None]
+    return np.asarray(band[:, x0] * (1 - tx)[None, :, None] + band[:, x1] * tx[None, :, None])
+
+
+def match_means(
+    noisy: np.ndarray,
+    denoised: np.ndarray,
+    sigma: float | None = None,
+    radius: float = RADIUS,
+    check: Callable[[], None] | None = None,
+    inplace: bool = False,
+) -> np.ndarray:
+    """``denoised`` (HWC float) with its local means matched to ``noisy``'s (HWC: uint8,
+    uint16, or float in [0, 1]) under clipped Gaussian noise of level ``sigma`` ([0, 1] units;
+    None estimates it). Noise that was not clipped (a float input outside [0, 1]) is matched
+    without the clipping term. Returns float32 in [0, 1]; ``inplace`` changes (and returns)
+    ``denoised`` itself when it is float32, saving a copy. Full-size work goes in strips of
+    rows, so the memory it takes beyond the two images is a fraction of one; ``check`` is
+    called between strips (to stop a cancelled run, by raising)."""
+    y = denoised if inplace and denoised.dtype == np.float32 else denoised.astype(np.float32)
+    if noisy.shape != y.shape or y.ndim != 3:
+        raise ValueError(
+            f"match_means needs two HWC images of one shape, got {noisy.shape}, {y.shape}"
+        )
+    np.clip(y, 0.0, 1.0, out=y)
+    h, w = y.shape[:2]
+    s = estimate_sigma(noisy, y) if sigma is None else float(sigma)
+    # An integer image was clipped to its range; a float one was where it stays in [0, 1].
+    clipped = noisy.dtype.kind != "f" or (float(noisy.min()) >= 0.0 and float(noisy.max()) <= 1.0)
+    # Expected noisy value, and its slope, tabulated once per image at this level.
+    table = expected_clipped(_GRID, s).astype(np.float32) if clipped else _GRID.astype(np.float32)
+    slope = unclipped_share(_GRID, s).astype(np.float32) if clipped else np.ones_like(table)
+    curve = clipped_curvature(_GRID, s).astype(np.float32)
+    f = COARSE if min(h, w) >= 4 * COARSE else 1
+    strips = _strips(h, STRIP * f)
+
+    def coarse(of: Callable[[int, int], np.ndarray]) -> np.ndarray:
+        parts = []
+        for r0, r1 in strips:
+            parts.append(_coarsen(of(r0, r1), f))
+            if check is not None:
+                check()
+        return np.concatenate(parts)
+
+    # The expected noisy means of y + d, d a smooth offset, to second order in d: the
+    # iterations that settle the offset run on the coarse grid; the image is touched once more.
+    coarse_x = coarse(lambda r0, r1: _unit(noisy[r0:r1]))
+    seen = coarse(lambda r0, r1: _lookup(table, y[r0:r1]))
+    first = coarse(lambda r0, r1: _lookup(slope, y[r0:r1]))
+    second = coarse(lambda r0, r1: _lookup(curve, y[r0:r1])) if clipped else None
+    # Where nearly every sample clips (a blown-out sky) the means say little: the floor caps
+    # the step there.
+    weight = np.maximum(_blur(first, radius / f), 0.05)
+    offset = np.zeros_like(coarse_x)
+    for _ in range(ITERATIONS):
+        expected = seen + first * offset
+        if second is not None:
+            expected += 0.5 * second * offset * offset
+        offset += _blur(coarse_x - expected, radius / f) / weight
+    offset = offset.astype(np.float32)
+    for r0, r1 in strips:
+        band = y[r0:r1]
+        band += _refine(offset, f, (r0, r1), w)
+        np.clip(band, 0.0, 1.0, out=band)
+        if check is not None:
+            check()
+    return y
