@@ -78,3 +78,34 @@ def test_unknown_names_and_missing_inputs_are_one_line_errors(noisy, tmp_path):
     model = MODELS / "denoise-blind" / "model.int8.onnx"
     assert_one_line_error(run_edgegen("run", str(model), "-o", str(tmp_path / "o")), "no INPUTS")
     assert not (tmp_path / "o").exists()
+
+
+def test_mean_matching_is_on_by_default_and_can_be_turned_off(tmp_path):
+    """The shipped denoiser's output keeps the photo's colour means (edgegen.runtime.means);
+    --no-match-means writes the network's own output, exactly what Generator gives without."""
+    from edgegen.evaluation.quality import colour_shift
+    from edgegen.runtime import Generator
+
+    clean = skimage.data.chelsea()  # whole: its dark fur makes a dark region
+    rng = np.random.default_rng(11)
+    pixels = np.clip(np.rint(clean + rng.normal(0.0, 25.0, clean.shape)), 0, 255).astype(np.uint8)
+    path = tmp_path / "cat.png"
+    Image.fromarray(pixels).save(path)
+    model = MODELS / "denoise-blind" / "model.fp32.onnx"
+    for flag, name, expect in (
+        ((), "on", Generator(model, device="cpu")(pixels)),
+        (("--no-match-means",), "off", Generator(model, device="cpu", match_means=False)(pixels)),
+    ):
+        proc = run_edgegen("run", str(model), str(path), "-o", str(tmp_path / name), *flag)
+        assert proc.returncode == 0, proc.stderr
+        np.testing.assert_array_equal(denoised(tmp_path / name), expect)
+    on, off = denoised(tmp_path / "on"), denoised(tmp_path / "off")
+    assert not np.array_equal(on, off)
+    # The dark fur (16x16 blocks of dark mean luma) keeps its colour within half a step.
+    shift = colour_shift(clean.astype(np.float32) / 255, on.astype(np.float32) / 255)
+    assert shift.dark is not None and shift.dark < 0.5 and shift.overall < 0.3, shift
+    sr = MODELS / "sr2" / "model.int8.onnx"
+    assert_one_line_error(
+        run_edgegen("run", str(sr), str(path), "-o", str(tmp_path / "sr"), "--match-means"),
+        "match_means needs a model whose output matches",
+    )
