@@ -14,6 +14,9 @@
 //   const gen = await Generator.load(ort, "model.int8.manifest.json", { threads: 4 });
 //   const report = await gen.verify();           // the golden samples, on this device
 //   const out = await gen.run({ data, width, height }, { onProgress });  // RGBA in, RGBA out
+//
+// A Gaussian denoiser's output has its local colour means matched to the input's (matchMeans
+// below, as the Python runtime's means.py; option matchMeans: false turns it off).
 
 export const FORMAT = "edgegen-web/1";
 export const AUTO_TILE_PIXELS = 1024 * 1024; // tile: null tiles only images larger than this
@@ -313,6 +316,220 @@ function rint(v) {
   return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
+// -- mean matching (the Python runtime's means.py, step for step) ----------------------------
+//
+// After a Gaussian denoiser, the output's local colour means are made the noisy input's, the
+// lift that clipping at 0 and 1 gives noisy pixels undone in closed form for the noise level
+// read from the residual. Only the low frequencies move (blurred over ~10 pixels).
+
+const MM_RADIUS = 10;
+const MM_COARSE = 4;
+const MM_STRIP = 64;
+const MM_SIGMA_SAMPLE = 1 << 21;
+const MM_ITERATIONS = 3;
+const MM_CLEAR = 2;
+const MM_GRID = 16385;
+
+/** erf to 1.2e-7 (Numerical Recipes' erfc, Chebyshev): the tables below need no more. */
+function erf(x) {
+  const z = Math.abs(x);
+  const t = 1 / (1 + 0.5 * z);
+  const r =
+    t *
+    Math.exp(
+      -z * z - 1.26551223 +
+        t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+        t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 +
+        t * 0.17087277)))))))),
+    );
+  return x >= 0 ? 1 - r : r - 1;
+}
+const cdf = (z) => 0.5 * (1 + erf(z / Math.SQRT2));
+const pdf = (z) => Math.exp((-z * z) / 2) / Math.sqrt(2 * Math.PI);
+
+/** E[clip(c + n, 0, 1)], its slope and its curvature on a grid of c, for noise of level s. */
+function clippedTables(s, clipped) {
+  const table = new Float32Array(MM_GRID);
+  const slope = new Float32Array(MM_GRID);
+  const curve = new Float32Array(MM_GRID);
+  s = Math.max(s, 1e-4);
+  for (let i = 0; i < MM_GRID; i++) {
+    const c = i / (MM_GRID - 1);
+    if (!clipped) {
+      table[i] = c;
+      slope[i] = 1;
+      continue;
+    }
+    const a = -c / s;
+    const b = (1 - c) / s;
+    table[i] = 1 - cdf(b) + c * (cdf(b) - cdf(a)) + s * (pdf(a) - pdf(b));
+    slope[i] = cdf(b) - cdf(a);
+    curve[i] = (pdf(a) - pdf(b)) / s;
+  }
+  return { table, slope, curve };
+}
+
+function lookup(table, v) {
+  return table[Math.trunc(Math.fround(Math.fround(v * (MM_GRID - 1)) + 0.5))];
+}
+
+function median(values) {
+  const sorted = Float32Array.from(values).sort();
+  const n = sorted.length;
+  return n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+}
+
+/** The noise level of x (HWC, C channels, in [0, 1]) from the Laplacian of x - y. */
+export function estimateSigma(x, y, h, w, C) {
+  if (h < 3 || w < 3) return 0;
+  const rows = Math.max(3, Math.min(h, Math.floor(MM_SIGMA_SAMPLE / Math.max(1, w))));
+  const count = Math.max(1, Math.ceil(rows / MM_STRIP));
+  const span = Math.min(h, MM_STRIP + 2);
+  const starts = new Set();
+  if (h > MM_STRIP + 2) {
+    for (let i = 0; i < count; i++)
+      starts.add(count === 1 ? 0 : Math.trunc((i * (h - span)) / (count - 1)));
+  } else starts.add(0);
+  const r = [];
+  const low = [];
+  const high = [];
+  for (const r0 of [...starts].sort((a, b) => a - b)) {
+    const r1 = Math.min(h, r0 + MM_STRIP + 2);
+    if (r1 - r0 < 3) continue;
+    for (let k = 0; k < C; k++)
+      for (let i = r0 + 1; i < r1 - 1; i++)
+        for (let j = 1; j < w - 1; j++) {
+          let lap = 0;
+          let lo = Infinity;
+          let hi = -Infinity;
+          for (let dy = -1; dy <= 1; dy++)
+            for (let dx = -1; dx <= 1; dx++) {
+              const o = ((i + dy) * w + j + dx) * C + k;
+              // 1 -2 1 / -2 4 -2 / 1 -2 1
+              const weight = dy === 0 && dx === 0 ? 4 : dy === 0 || dx === 0 ? -2 : 1;
+              lap += weight * Math.fround(x[o] - y[o]);
+              lo = Math.min(lo, y[o]);
+              hi = Math.max(hi, y[o]);
+            }
+          r.push(Math.abs(lap));
+          low.push(lo);
+          high.push(hi);
+        }
+  }
+  let sigma = median(r) / 0.6745 / 6;
+  for (let it = 0; it < 3; it++) {
+    const clear = [];
+    for (let i = 0; i < r.length; i++)
+      if (low[i] > MM_CLEAR * sigma && high[i] < 1 - MM_CLEAR * sigma) clear.push(r[i]);
+    if (clear.length < 256) break;
+    sigma = median(clear) / 0.6745 / 6;
+  }
+  return sigma;
+}
+
+/** Means over f x f blocks of an HWC image (edge repeated into the last partial blocks). */
+function coarsen(a, h, w, C, f) {
+  const H = Math.ceil(h / f);
+  const W = Math.ceil(w / f);
+  const out = new Float64Array(H * W * C);
+  for (let y = 0; y < H * f; y++) {
+    const sy = Math.min(y, h - 1);
+    for (let x = 0; x < W * f; x++) {
+      const sx = Math.min(x, w - 1);
+      const o = (Math.floor(y / f) * W + Math.floor(x / f)) * C;
+      for (let k = 0; k < C; k++) out[o + k] += a[(sy * w + sx) * C + k];
+    }
+  }
+  for (let i = 0; i < out.length; i++) out[i] /= f * f;
+  return { data: out, H, W };
+}
+
+/** Mean over 2r+1 along one axis of a (H, W, C) grid, edges mirrored as numpy's "symmetric"
+ * (repeated where the axis is shorter than the window). */
+function box(a, H, W, C, r, alongRows) {
+  const n = alongRows ? H : W;
+  const out = new Float64Array(a.length);
+  const pick = (i) => {
+    if (r >= n) return Math.min(Math.max(i, 0), n - 1);
+    if (i < 0) return -i - 1;
+    if (i >= n) return 2 * n - i - 1;
+    return i;
+  };
+  const lines = alongRows ? W * C : H * C;
+  for (let line = 0; line < lines; line++) {
+    const fixed = Math.floor(line / C);
+    const k = line % C;
+    const at = (i) => (alongRows ? (i * W + fixed) * C + k : (fixed * W + i) * C + k);
+    let sum = 0;
+    for (let i = -r; i <= r; i++) sum += a[at(pick(i))];
+    for (let i = 0; i < n; i++) {
+      out[at(i)] = sum / (2 * r + 1);
+      sum += a[at(pick(i + r + 1))] - a[at(pick(i - r))];
+    }
+  }
+  return out;
+}
+
+function blur(a, H, W, C, scale) {
+  const r = Math.max(1, Math.round((Math.sqrt(1 + 4 * scale * scale) - 1) / 2));
+  for (let i = 0; i < 3; i++) a = box(box(a, H, W, C, r, true), H, W, C, r, false);
+  return a;
+}
+
+/** The denoised HWC image `y` (float32, C channels) with its local means matched to the noisy
+ * `x`'s, in place. */
+export function matchMeans(x, y, h, w, C, sigma = null) {
+  for (let i = 0; i < y.length; i++) y[i] = Math.min(1, Math.max(0, y[i]));
+  const s = sigma ?? estimateSigma(x, y, h, w, C);
+  let clipped = true;
+  for (let i = 0; i < x.length && clipped; i++) clipped = x[i] >= 0 && x[i] <= 1;
+  const { table, slope, curve } = clippedTables(s, clipped);
+  const f = Math.min(h, w) >= 4 * MM_COARSE ? MM_COARSE : 1;
+  const mapped = (t) => y.map((v) => lookup(t, v));
+  const cx = coarsen(x, h, w, C, f);
+  const { H, W } = cx;
+  const seen = coarsen(mapped(table), h, w, C, f).data;
+  const first = coarsen(mapped(slope), h, w, C, f).data;
+  const second = clipped ? coarsen(mapped(curve), h, w, C, f).data : null;
+  const weight = blur(first, H, W, C, MM_RADIUS / f).map((v) => Math.max(v, 0.05));
+  const offset = new Float64Array(cx.data.length);
+  for (let it = 0; it < MM_ITERATIONS; it++) {
+    const gap = new Float64Array(offset.length);
+    for (let i = 0; i < gap.length; i++) {
+      let expected = seen[i] + first[i] * offset[i];
+      if (second) expected += 0.5 * second[i] * offset[i] * offset[i];
+      gap[i] = cx.data[i] - expected;
+    }
+    const step = blur(gap, H, W, C, MM_RADIUS / f);
+    for (let i = 0; i < offset.length; i++) offset[i] += step[i] / weight[i];
+  }
+  const coarse = Float32Array.from(offset);
+  const axis = (n, m) => {
+    const i0 = new Int32Array(n);
+    const i1 = new Int32Array(n);
+    const t = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      const pos = Math.min(Math.max((i + 0.5) / f - 0.5, 0), m - 1);
+      i0[i] = Math.min(Math.trunc(pos), m - 1);
+      i1[i] = Math.min(i0[i] + 1, m - 1);
+      t[i] = pos - i0[i];
+    }
+    return { i0, i1, t };
+  };
+  const ay = axis(h, H);
+  const ax = axis(w, W);
+  for (let yy = 0; yy < h; yy++)
+    for (let xx = 0; xx < w; xx++)
+      for (let k = 0; k < C; k++) {
+        const g = (r, c) => coarse[(r * W + c) * C + k];
+        const top = g(ay.i0[yy], ax.i0[xx]) * (1 - ay.t[yy]) + g(ay.i1[yy], ax.i0[xx]) * ay.t[yy];
+        const bot = g(ay.i0[yy], ax.i1[xx]) * (1 - ay.t[yy]) + g(ay.i1[yy], ax.i1[xx]) * ay.t[yy];
+        const o = (yy * w + xx) * C + k;
+        y[o] = Math.min(1, Math.max(0, y[o] + (top * (1 - ax.t[xx]) + bot * ax.t[xx])));
+      }
+  return y;
+}
+
 // -- the generator ----------------------------------------------------------------------------
 
 /** What the page runs on, said plainly: backend, threads, and why anything fell back. */
@@ -405,6 +622,13 @@ export class Generator {
     this.tile = options.tile === undefined ? null : options.tile;
     this.overlap = options.overlap ?? defaultOverlap(spec.receptive_field, spec.pad_multiple);
     this.log = options.log;
+    // As the Python Generator: on for a model whose spec says it removes Gaussian noise.
+    const denoiser = spec.scale === 1 && spec.in_channels === spec.out_channels;
+    this.matchMeans =
+      options.matchMeans ?? (denoiser && spec.task === "denoise" && spec.degradation?.kind === "gaussian_noise");
+    if (this.matchMeans && !denoiser) {
+      throw new EdgegenError(`${manifest.file}: matchMeans needs a model whose output matches its input`);
+    }
     this.info = {
       runtime: "onnxruntime-web",
       version: ort.env.versions?.web ?? ort.env.versions?.common ?? "?",
@@ -594,6 +818,7 @@ export class Generator {
       out = await this.runHWC(color, h, w);
       onProgress?.(1, 1);
     }
+    if (this.matchMeans) matchMeans(color, out, h, w, C);
     const H = h * s;
     const W = w * s;
     const rgba = new Uint8ClampedArray(H * W * 4);

@@ -64,13 +64,18 @@ def _post(url: str, body: bytes) -> tuple[int, str, bytes]:
 
 
 def _bare_onnxruntime(model: Path, image: np.ndarray) -> np.ndarray:
-    """The model on a plain onnxruntime session: the output the server must send back."""
+    """The model on a plain onnxruntime session, then the mean matching every Gaussian
+    denoiser's image output gets (tests/runtime/test_means.py tests it on its own): the output
+    the server must send back."""
     import onnxruntime as ort
+
+    from edgegen.runtime.means import match_means
 
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     x = (image.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
     (y,) = session.run(["output"], {"input": x})
-    out: np.ndarray = np.clip(np.rint(y[0].transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
+    matched = match_means(image, y[0].transpose(1, 2, 0))
+    out: np.ndarray = np.clip(np.rint(matched * 255.0), 0, 255).astype(np.uint8)
     return out
 
 
