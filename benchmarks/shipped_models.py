@@ -392,7 +392,14 @@ def card(name: str, folder: Path, m: dict[str, Any], machine: str, threads: int)
             if task == "denoise"
             else "bicubic downscaling; real low-resolution images are blurred and noisy otherwise"
         )
-        + ").",
+        + ")."
+        + (
+            " Mean matching reads one noise level for the whole image, as the network was "
+            "trained on: where real noise is weaker in the shadows, it undoes more lift there "
+            "than the noise gave."
+            if m.get("match_means")
+            else ""
+        ),
         "",
     ]
     return "\n".join(lines)
@@ -409,7 +416,14 @@ def _denoise_tables(
     lines = [
         "",
         f"Quality on the {len(m['held_out'])} held-out photos (mean PSNR in dB / SSIM), BM3D "
-        "given the true σ, on the same noisy photos:",
+        "given the true σ, on the same noisy photos"
+        + (
+            ", of what `edgegen run` writes: the network, then mean matching (the output's local "
+            "colour means made the noisy input's, the lift clipping gives dark noisy pixels undone "
+            "in closed form; `--no-match-means` turns it off):"
+            if m.get("match_means")
+            else ":"
+        ),
         "",
         "| σ | noisy input | BM3D | "
         + " | ".join(precisions)
@@ -606,6 +620,7 @@ def main() -> None:
             m = measure_sr(gens, spec.scale, args.timing_runs)
             text = ""
         m["task"] = spec.task
+        m["match_means"] = all(g.match_means for g in gens.values())
         m["description"] = DESCRIPTIONS[spec.task].format(scale=spec.scale, sigma=text)
         m["preset"] = presets.get(folder.name, folder.name)
         m["train"] = [
