@@ -373,10 +373,41 @@ function lookup(table, v) {
   return table[Math.trunc(Math.fround(Math.fround(v * (MM_GRID - 1)) + 0.5))];
 }
 
+/** The k-th smallest of a (reordered in place), by quickselect: O(n), where a sort is not. */
+function select(a, k) {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (hi > lo) {
+    const pivot = a[(lo + hi) >> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k];
+  }
+  return a[k];
+}
+
+/** numpy's median (the mean of the two middle values of an even count). */
 function median(values) {
-  const sorted = Float32Array.from(values).sort();
-  const n = sorted.length;
-  return n % 2 ? sorted[(n - 1) / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  const a = Float32Array.from(values);
+  const n = a.length;
+  const upper = select(a, n >> 1);
+  if (n % 2) return upper;
+  let lower = -Infinity;
+  for (let i = 0; i < n >> 1; i++) if (a[i] > lower) lower = a[i]; // quickselect left the smaller half before n/2
+  return (lower + upper) / 2;
 }
 
 /** The noise level of x (HWC, C channels, in [0, 1]) from the Laplacian of x - y. */
@@ -390,39 +421,60 @@ export function estimateSigma(x, y, h, w, C) {
     for (let i = 0; i < count; i++)
       starts.add(count === 1 ? 0 : Math.trunc((i * (h - span)) / (count - 1)));
   } else starts.add(0);
-  const r = [];
-  const low = [];
-  const high = [];
+  const strips = [];
+  let n = 0;
   for (const r0 of [...starts].sort((a, b) => a - b)) {
     const r1 = Math.min(h, r0 + MM_STRIP + 2);
     if (r1 - r0 < 3) continue;
+    strips.push([r0, r1]);
+    n += C * (r1 - r0 - 2) * (w - 2);
+  }
+  const r = new Float32Array(n);
+  const low = new Float32Array(n);
+  const high = new Float32Array(n);
+  const d = new Float32Array(w * C * 3); // the residual x - y of three rows
+  let at = 0;
+  for (const [r0, r1] of strips)
     for (let k = 0; k < C; k++)
-      for (let i = r0 + 1; i < r1 - 1; i++)
+      for (let i = r0 + 1; i < r1 - 1; i++) {
+        for (let dy = 0; dy < 3; dy++)
+          for (let j = 0, o = (i - 1 + dy) * w * C; j < w * C; j++)
+            d[dy * w * C + j] = Math.fround(x[o + j] - y[o + j]);
+        const yo = (i - 1) * w * C;
         for (let j = 1; j < w - 1; j++) {
-          let lap = 0;
+          const a = (j - 1) * C + k;
+          const b = a + C;
+          const c = b + C;
+          const t = 0;
+          const m = w * C;
+          const u = 2 * w * C;
+          // 1 -2 1 / -2 4 -2 / 1 -2 1
+          const lap =
+            d[t + a] - 2 * d[t + b] + d[t + c] -
+            2 * d[m + a] + 4 * d[m + b] - 2 * d[m + c] +
+            d[u + a] - 2 * d[u + b] + d[u + c];
           let lo = Infinity;
           let hi = -Infinity;
-          for (let dy = -1; dy <= 1; dy++)
-            for (let dx = -1; dx <= 1; dx++) {
-              const o = ((i + dy) * w + j + dx) * C + k;
-              // 1 -2 1 / -2 4 -2 / 1 -2 1
-              const weight = dy === 0 && dx === 0 ? 4 : dy === 0 || dx === 0 ? -2 : 1;
-              lap += weight * Math.fround(x[o] - y[o]);
-              lo = Math.min(lo, y[o]);
-              hi = Math.max(hi, y[o]);
+          for (let dy = 0; dy < 3; dy++)
+            for (let dx = 0; dx < 3; dx++) {
+              const v = y[yo + dy * w * C + a + dx * C];
+              if (v < lo) lo = v;
+              if (v > hi) hi = v;
             }
-          r.push(Math.abs(lap));
-          low.push(lo);
-          high.push(hi);
+          r[at] = Math.abs(lap);
+          low[at] = lo;
+          high[at] = hi;
+          at += 1;
         }
-  }
+      }
   let sigma = median(r) / 0.6745 / 6;
+  const clear = new Float32Array(n);
   for (let it = 0; it < 3; it++) {
-    const clear = [];
-    for (let i = 0; i < r.length; i++)
-      if (low[i] > MM_CLEAR * sigma && high[i] < 1 - MM_CLEAR * sigma) clear.push(r[i]);
-    if (clear.length < 256) break;
-    sigma = median(clear) / 0.6745 / 6;
+    let m = 0;
+    for (let i = 0; i < n; i++)
+      if (low[i] > MM_CLEAR * sigma && high[i] < 1 - MM_CLEAR * sigma) clear[m++] = r[i];
+    if (m < 256) break;
+    sigma = median(clear.subarray(0, m)) / 0.6745 / 6;
   }
   return sigma;
 }
@@ -518,15 +570,21 @@ export function matchMeans(x, y, h, w, C, sigma = null) {
   };
   const ay = axis(h, H);
   const ax = axis(w, W);
-  for (let yy = 0; yy < h; yy++)
-    for (let xx = 0; xx < w; xx++)
-      for (let k = 0; k < C; k++) {
-        const g = (r, c) => coarse[(r * W + c) * C + k];
-        const top = g(ay.i0[yy], ax.i0[xx]) * (1 - ay.t[yy]) + g(ay.i1[yy], ax.i0[xx]) * ay.t[yy];
-        const bot = g(ay.i0[yy], ax.i1[xx]) * (1 - ay.t[yy]) + g(ay.i1[yy], ax.i1[xx]) * ay.t[yy];
-        const o = (yy * w + xx) * C + k;
-        y[o] = Math.min(1, Math.max(0, y[o] + (top * (1 - ax.t[xx]) + bot * ax.t[xx])));
-      }
+  const line = new Float32Array(W * C); // the coarse grid interpolated to one output row
+  for (let yy = 0; yy < h; yy++) {
+    const o0 = ay.i0[yy] * W * C;
+    const o1 = ay.i1[yy] * W * C;
+    const t = ay.t[yy];
+    for (let i = 0; i < W * C; i++) line[i] = coarse[o0 + i] * (1 - t) + coarse[o1 + i] * t;
+    for (let xx = 0; xx < w; xx++) {
+      const a = ax.i0[xx] * C;
+      const b = ax.i1[xx] * C;
+      const u = ax.t[xx];
+      const o = (yy * w + xx) * C;
+      for (let k = 0; k < C; k++)
+        y[o + k] = Math.min(1, Math.max(0, y[o + k] + (line[a + k] * (1 - u) + line[b + k] * u)));
+    }
+  }
   return y;
 }
 
