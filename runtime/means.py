@@ -9,14 +9,15 @@ average, as ``E[clip(c + n)]``. A trained denoiser learns to undo that lift, but
 beside bright clouds, say, a dark sky keeps a lift of an LSB or more.
 
 :func:`match_means` corrects what is left: it finds the smooth offset that makes the output's
-expected noisy means, ``E[clip(y + n)]`` blurred over some tens of pixels, equal the noisy
+expected noisy means, ``E[clip(y + n)]`` blurred over about ten pixels, equal the noisy
 input's own blurred means. Only the low frequencies move; detail is the denoiser's. Blurring the
 input's noise costs no detail either: below a blur of this size a denoiser passes the noise's
 low frequencies through anyway (no model tells them from the photo), so the correction mostly
 removes the bias. The noise level comes from the input and output (:func:`estimate_sigma`): the
 denoiser's residual ``x - y`` is the noise it removed.
 
-Pure numpy, on the whole image (after tiling: the correction is smooth, so tiles do not show).
+Pure numpy, on the whole image (after tiling: the correction is smooth, so tiles do not show),
+in strips of rows; the offset itself is settled on a grid four times coarser.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ COARSE = 4
 # Rows per strip of full-size work (times COARSE), and the pixels the noise level is read from.
 STRIP = 64
 SIGMA_SAMPLE = 1 << 21
-ITERATIONS = 3  # the clipping term is not linear: a few steps settle it (2 left 0.05 LSB)
+ITERATIONS = 3  # the clipping term is not linear: a few steps settle it (2 left ~0.05 LSB)
 # A clean value this close to a bound, in sigmas, clips too often for the noise there to count
 # towards the noise level.
 _CLEAR = 2.0
@@ -226,7 +227,10 @@ def match_means(
     h, w = y.shape[:2]
     s = estimate_sigma(noisy, y) if sigma is None else float(sigma)
     # An integer image was clipped to its range; a float one was where it stays in [0, 1].
-    clipped = noisy.dtype.kind != "f" or (float(noisy.min()) >= 0.0 and float(noisy.max()) <= 1.0)
+    # Noise under half a step barely clips: its lift is a fifth of a step at most.
+    clipped = s >= 0.5 / 255 and (
+        noisy.dtype.kind != "f" or (float(noisy.min()) >= 0.0 and float(noisy.max()) <= 1.0)
+    )
     # Expected noisy value, and its slope, tabulated once per image at this level.
     table = expected_clipped(_GRID, s).astype(np.float32) if clipped else _GRID.astype(np.float32)
     slope = unclipped_share(_GRID, s).astype(np.float32) if clipped else np.ones_like(table)
@@ -255,7 +259,10 @@ def match_means(
     for _ in range(ITERATIONS):
         expected = seen + first * offset
         if second is not None:
-            expected += 0.5 * second * offset * offset
+            # The second-order term only where the model stays monotone in the offset (at a
+            # bound with little noise the curvature is a spike, and the step would run away).
+            curved = second * offset
+            expected += np.where(np.abs(curved) < first, 0.5 * curved * offset, 0.0)
         offset += _blur(coarse_x - expected, radius / f) / weight
     offset = offset.astype(np.float32)
     for r0, r1 in strips:

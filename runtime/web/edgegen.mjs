@@ -533,7 +533,8 @@ function blur(a, H, W, C, scale) {
 export function matchMeans(x, y, h, w, C, sigma = null) {
   for (let i = 0; i < y.length; i++) y[i] = Math.min(1, Math.max(0, y[i]));
   const s = sigma ?? estimateSigma(x, y, h, w, C);
-  let clipped = true;
+  // noise under half a step barely clips: its lift is a fifth of a step at most
+  let clipped = s >= 0.5 / 255;
   for (let i = 0; i < x.length && clipped; i++) clipped = x[i] >= 0 && x[i] <= 1;
   const { table, slope, curve } = clippedTables(s, clipped);
   const f = Math.min(h, w) >= 4 * MM_COARSE ? MM_COARSE : 1;
@@ -549,7 +550,11 @@ export function matchMeans(x, y, h, w, C, sigma = null) {
     const gap = new Float64Array(offset.length);
     for (let i = 0; i < gap.length; i++) {
       let expected = seen[i] + first[i] * offset[i];
-      if (second) expected += 0.5 * second[i] * offset[i] * offset[i];
+      if (second) {
+        // the second-order term only where the model stays monotone in the offset
+        const curved = second[i] * offset[i];
+        if (Math.abs(curved) < first[i]) expected += 0.5 * curved * offset[i];
+      }
       gap[i] = cx.data[i] - expected;
     }
     const step = blur(gap, H, W, C, MM_RADIUS / f);

@@ -95,3 +95,15 @@ def test_generator_matches_means_of_a_gaussian_denoiser_only() -> None:
     assert not Generator(sr, device="cpu").match_means
     with pytest.raises(EdgegenError, match="match_means needs a model whose output matches"):
         Generator(sr, device="cpu", match_means=True)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 5, 3), (3, 3, 1), (17, 300, 3)])
+def test_small_and_odd_images_keep_their_shape_and_means(shape: tuple[int, int, int]) -> None:
+    noisy = np.random.default_rng(5).integers(0, 256, shape).astype(np.uint8)
+    shifted = np.clip(noisy.astype(np.float32) / 255 + 0.02, 0, 1)
+    matched = match_means(noisy, shifted)
+    assert matched.shape == shape and matched.dtype == np.float32
+    assert np.isfinite(matched).all() and matched.min() >= 0 and matched.max() <= 1
+    # Noise that never clips (sigma ~0 read from an output that is the input plus a constant):
+    # the 5 LSB shift is taken back out.
+    assert abs(float((matched - noisy / 255).mean())) * 255 < 1.0
