@@ -33,7 +33,9 @@ import numpy as np
 RADIUS = 10.0
 # The correction is smooth: it is computed on a grid this many times coarser, then interpolated.
 COARSE = 4
-# Rows per strip of full-size work (times COARSE), and the pixels the noise level is read from.
+# Pixels per strip of full-size work, rows of a strip the noise level is read from, and the
+# pixels it is read from.
+STRIP_PIXELS = 1 << 20
 STRIP = 64
 SIGMA_SAMPLE = 1 << 21
 ITERATIONS = 3  # the clipping term is not linear: a few steps settle it (2 left ~0.05 LSB)
@@ -143,64 +145,83 @@ def estimate_sigma(noisy: np.ndarray, denoised: np.ndarray) -> float:
     return sigma
 
 
-def _lookup(table: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``table`` (sampled on :data:`_GRID`) at ``y`` in [0, 1], nearest sample: the grid is
-    fine enough (16384 steps) that this is within 0.01 LSB, and no search is needed."""
-    i = y * np.float32(len(table) - 1)
+def _grid_index(y: np.ndarray) -> np.ndarray:
+    """The nearest sample of :data:`_GRID` to each ``y`` in [0, 1]: the grid is fine enough
+    (16384 steps) that a table read there is within 0.01 LSB, and no search is needed."""
+    i = y * np.float32(len(_GRID) - 1)
     i += np.float32(0.5)
-    return np.asarray(table[i.astype(np.int32)])
+    return i.astype(np.int32)
 
 
 def _box(a: np.ndarray, r: int, axis: int) -> np.ndarray:
-    """Mean over a window of 2r+1 along ``axis``, edges mirrored (repeated where the image is
-    shorter than the window)."""
+    """Mean over a window of 2r+1 along ``axis`` (0 or 1, every channel at once), edges
+    mirrored (repeated where the image is shorter than the window): a sum of 2r+1 shifted
+    slices (r is a few cells on the coarse grid, where a running sum along an inner axis is
+    slower)."""
     n = a.shape[axis]
     pad = [(0, 0)] * a.ndim
-    pad[axis] = (r + 1, r)
+    pad[axis] = (r, r)
     padded = np.pad(a, pad, mode="symmetric" if r < n else "edge")
-    c = np.cumsum(padded, axis=axis, dtype=np.float64)
-    upper = np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis)
-    lower = np.take(c, np.arange(n), axis=axis)
-    return np.asarray((upper - lower) / (2 * r + 1), dtype=np.float32)
-
-
-def _blur(a: np.ndarray, scale: float) -> np.ndarray:
-    """Three box passes each way, channel by channel: a near-Gaussian blur of standard
-    deviation ~``scale``."""
-    r = max(1, round((math.sqrt(1.0 + 4.0 * scale * scale) - 1.0) / 2.0))
-    out = np.empty(a.shape, np.float32)
-    for k in range(a.shape[2]):
-        c = a[:, :, k]
-        for _ in range(3):
-            c = _box(_box(c, r, 0), r, 1)
-        out[:, :, k] = c
+    if axis == 0:
+        out = padded[:n].copy()
+        for k in range(1, 2 * r + 1):
+            out += padded[k : k + n]
+    else:
+        out = padded[:, :n].copy()
+        for k in range(1, 2 * r + 1):
+            out += padded[:, k : k + n]
+    out *= np.float32(1.0 / (2 * r + 1))
     return out
 
 
+def _blur(a: np.ndarray, scale: float) -> np.ndarray:
+    """Three box passes each way: a near-Gaussian blur of standard deviation ~``scale``."""
+    r = max(1, round((math.sqrt(1.0 + 4.0 * scale * scale) - 1.0) / 2.0))
+    for _ in range(3):
+        a = _box(_box(a, r, 0), r, 1)
+    return a
+
+
 def _coarsen(a: np.ndarray, f: int) -> np.ndarray:
-    """Means over f x f blocks (the last partial blocks padded by repeating the edge)."""
+    """Means over f x f blocks (the last partial blocks padded by repeating the edge), as sums
+    of strided slices: numpy reduces a reshaped (h, f, w, f) array several times slower."""
     h, w = a.shape[:2]
     hp, wp = -(-h // f) * f, -(-w // f) * f
     if (hp, wp) != (h, w):
         a = np.pad(a, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
-    return np.asarray(a.reshape(hp // f, f, wp // f, f, a.shape[2]).mean(axis=(1, 3)))
+    rows = a[0::f].astype(np.float32)
+    for k in range(1, f):
+        rows += a[k::f]
+    out = rows[:, 0::f].copy()
+    for k in range(1, f):
+        out += rows[:, k::f]
+    out *= np.float32(1.0 / (f * f))
+    return out
 
 
-def _weights(first: int, n: int, f: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For pixels first..first+n-1 along an axis: the two coarse cells (block centres) either
-    side of each, and the weight of the second."""
-    pos = np.clip((np.arange(first, first + n) + 0.5) / f - 0.5, 0.0, m - 1.0)
-    i0 = np.minimum(pos.astype(np.int64), m - 1)
-    return i0, np.minimum(i0 + 1, m - 1), (pos - i0).astype(np.float32)
-
-
-def _refine(a: np.ndarray, f: int, rows: tuple[int, int], w: int) -> np.ndarray:
-    """Bilinear interpolation of a coarse grid (block centres) at rows[0]..rows[1]-1 of the
-    full image, w pixels wide."""
-    y0, y1, ty = _weights(rows[0], rows[1] - rows[0], f, a.shape[0])
-    x0, x1, tx = _weights(0, w, f, a.shape[1])
-    band = a[y0] * (1 - ty)[:, None, None] + a[y1] * ty[:, None, None]
-    return np.asarray(band[:, x0] * (1 - tx)[None, :, None] + band[:, x1] * tx[None, :, None])
+def _add_refined(band: np.ndarray, a: np.ndarray, f: int, r0: int) -> None:
+    """Add to ``band`` (rows r0.. of the full image) the bilinear interpolation of the coarse
+    grid ``a`` (values at block centres; clamped beyond the first and last centre). Columns go
+    phase by phase (x = p, p + f, ...), each phase one pair of shifted slices: no gathers at
+    full size."""
+    m_rows = a.shape[0]
+    pos = np.clip((np.arange(r0, r0 + band.shape[0]) + 0.5) / f - 0.5, 0.0, m_rows - 1.0)
+    y0 = pos.astype(np.int64)
+    y1 = np.minimum(y0 + 1, m_rows - 1)
+    ty = (pos - y0).astype(np.float32)[:, None, None]
+    rows = a[y0] * (1 - ty) + a[y1] * ty  # (band rows, coarse columns, C)
+    padded = np.concatenate([rows[:, :1], rows, rows[:, -1:]], axis=1)  # edge cells repeated
+    w = band.shape[1]
+    for p in range(f):
+        n = len(range(p, w, f))
+        if n == 0:
+            continue
+        d = (p + 0.5) / f - 0.5  # where column p + f*j sits from centre j, in cells
+        left = 0 if d < 0 else 1  # padded index of the cell left of it, for j = 0
+        t = np.float32(d + 1 if d < 0 else d)
+        band[:, p::f] += (
+            padded[:, left : left + n] * (1 - t) + padded[:, left + 1 : left + 1 + n] * t
+        )
 
 
 def match_means(
@@ -234,31 +255,28 @@ def match_means(
     # Expected noisy value, and its slope, tabulated once per image at this level.
     table = expected_clipped(_GRID, s).astype(np.float32) if clipped else _GRID.astype(np.float32)
     slope = unclipped_share(_GRID, s).astype(np.float32) if clipped else np.ones_like(table)
-    curve = clipped_curvature(_GRID, s).astype(np.float32)
+    curve = clipped_curvature(_GRID, s).astype(np.float32) if clipped else np.zeros_like(table)
     f = COARSE if min(h, w) >= 4 * COARSE else 1
-    strips = _strips(h, STRIP * f)
-
-    def coarse(of: Callable[[int, int], np.ndarray]) -> np.ndarray:
-        parts = []
-        for r0, r1 in strips:
-            parts.append(_coarsen(of(r0, r1), f))
-            if check is not None:
-                check()
-        return np.concatenate(parts)
-
-    # The expected noisy means of y + d, d a smooth offset, to second order in d: the
-    # iterations that settle the offset run on the coarse grid; the image is touched once more.
-    coarse_x = coarse(lambda r0, r1: _unit(noisy[r0:r1]))
-    seen = coarse(lambda r0, r1: _lookup(table, y[r0:r1]))
-    first = coarse(lambda r0, r1: _lookup(slope, y[r0:r1]))
-    second = coarse(lambda r0, r1: _lookup(curve, y[r0:r1])) if clipped else None
+    strips = _strips(h, max(1, STRIP_PIXELS // max(1, w * f)) * f)
+    # The expected noisy means of y + d, d a smooth offset, to second order in d: the image is
+    # read once for them, the offset is settled on the coarse grid, and the image is touched
+    # once more to add it.
+    sums: list[list[np.ndarray]] = [[], [], [], []]
+    for r0, r1 in strips:
+        part = y[r0:r1]
+        at = _grid_index(part)
+        for k, sample in enumerate((_unit(noisy[r0:r1]), table[at], slope[at], curve[at])):
+            sums[k].append(_coarsen(sample, f))
+        if check is not None:
+            check()
+    coarse_x, seen, first, second = (np.concatenate(parts) for parts in sums)
     # Where nearly every sample clips (a blown-out sky) the means say little: the floor caps
     # the step there.
     weight = np.maximum(_blur(first, radius / f), 0.05)
     offset = np.zeros_like(coarse_x)
     for _ in range(ITERATIONS):
         expected = seen + first * offset
-        if second is not None:
+        if clipped:
             # The second-order term only where the model stays monotone in the offset (at a
             # bound with little noise the curvature is a spike, and the step would run away).
             curved = second * offset
@@ -267,7 +285,7 @@ def match_means(
     offset = offset.astype(np.float32)
     for r0, r1 in strips:
         band = y[r0:r1]
-        band += _refine(offset, f, (r0, r1), w)
+        _add_refined(band, offset, f, r0)
         np.clip(band, 0.0, 1.0, out=band)
         if check is not None:
             check()
