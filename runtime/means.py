@@ -252,7 +252,7 @@ def match_means(
     clipped = s >= 0.5 / 255 and (
         noisy.dtype.kind != "f" or (float(noisy.min()) >= 0.0 and float(noisy.max()) <= 1.0)
     )
-    # Expected noisy value, and its slope, tabulated once per image at this level.
+    # Expected noisy value, its slope and its curvature, tabulated once per image at this level.
     table = expected_clipped(_GRID, s).astype(np.float32) if clipped else _GRID.astype(np.float32)
     slope = unclipped_share(_GRID, s).astype(np.float32) if clipped else np.ones_like(table)
     curve = clipped_curvature(_GRID, s).astype(np.float32) if clipped else np.zeros_like(table)
