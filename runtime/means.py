@@ -265,7 +265,13 @@ def match_means(
     for r0, r1 in strips:
         part = y[r0:r1]
         at = _grid_index(part)
-        for k, sample in enumerate((_unit(noisy[r0:r1]), table[at], slope[at], curve[at])):
+        # Integer pixels are summed as they are and scaled on the coarse grid: two full-size
+        # passes fewer than converting them first.
+        raw = noisy[r0:r1]
+        scale = {np.dtype(np.uint8): 1 / 255, np.dtype(np.uint16): 1 / 65535}.get(raw.dtype)
+        block_x = _coarsen(raw, f) if scale else _coarsen(_unit(raw), f)
+        sums[0].append(block_x * np.float32(scale) if scale else block_x)
+        for k, sample in enumerate((table[at], slope[at], curve[at]), start=1):
             sums[k].append(_coarsen(sample, f))
         if check is not None:
             check()
