@@ -32,7 +32,7 @@ from .errors import EdgegenError, ModelError, SpecError
 from .files import check_file
 from .io_binding import Bindings, BoundRun
 from .manifest import check_manifest
-from .model_io import from_model, output_shape, pad_to_multiple, to_model
+from .model_io import from_model, output_shape, pad_to_multiple, to_model, to_unit
 from .onnx_metadata import read_metadata
 from .openvino_session import OpenVINOSession, open_ep_session, openvino_ep, parse_runtime
 from .providers import CUDA, ProviderSpec
@@ -566,7 +566,7 @@ class Generator:
 
     def _to_model(self, color: np.ndarray) -> np.ndarray:
         """HWC crop in the caller's dtype -> NCHW float32 in the model's range and colour order."""
-        x = _to_unit(color)
+        x = to_unit(color)
         if x.shape[2] == 1 and self.spec.in_channels == 3:
             x = np.repeat(x, 3, axis=2)
         return to_model(self.spec, x)
@@ -651,11 +651,3 @@ def _onnxruntime_reason(line: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _to_unit(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) * np.float32(1 / 255)
-    if arr.dtype == np.uint16:
-        return arr.astype(np.float32) * np.float32(1 / 65535)
-    return arr.astype(np.float32)

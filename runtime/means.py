@@ -27,6 +27,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .model_io import UNIT_SCALE, to_unit
+
 # Blur scale (pixels, the standard deviation of a near-Gaussian kernel) over which means must
 # match: wide enough that the input's noise averages out (noise of level 25 leaves ~0.7 LSB), local
 # enough to follow a dark region beside a bright one.
@@ -99,15 +101,6 @@ def _neighbourhood(a: np.ndarray, pick: str) -> np.ndarray:
     return out
 
 
-def _unit(a: np.ndarray) -> np.ndarray:
-    """Pixels as float32 in [0, 1] (uint8 and uint16 scaled; floats as they are)."""
-    if a.dtype == np.uint8:
-        return a.astype(np.float32) * np.float32(1 / 255)
-    if a.dtype == np.uint16:
-        return a.astype(np.float32) * np.float32(1 / 65535)
-    return a.astype(np.float32, copy=False)
-
-
 def _strips(h: int, height: int) -> list[tuple[int, int]]:
     return [(r, min(h, r + height)) for r in range(0, h, height)]
 
@@ -130,7 +123,7 @@ def estimate_sigma(noisy: np.ndarray, denoised: np.ndarray) -> float:
         if r1 - r0 < 3:
             continue
         y = np.asarray(denoised[r0:r1], dtype=np.float32)
-        residual = _unit(noisy[r0:r1]) - y
+        residual = to_unit(noisy[r0:r1]) - y
         for k in range(noisy.shape[2]):
             responses.append(np.abs(_laplacian(residual[:, :, k])).ravel())
             lows.append(_neighbourhood(y[:, :, k], "min").ravel())
@@ -268,8 +261,8 @@ def match_means(
         # Integer pixels are summed as they are and scaled on the coarse grid: two full-size
         # passes fewer than converting them first.
         raw = noisy[r0:r1]
-        scale = {np.dtype(np.uint8): 1 / 255, np.dtype(np.uint16): 1 / 65535}.get(raw.dtype)
-        block_x = _coarsen(raw, f) if scale else _coarsen(_unit(raw), f)
+        scale = UNIT_SCALE.get(raw.dtype)
+        block_x = _coarsen(raw, f) if scale else _coarsen(to_unit(raw), f)
         sums[0].append(block_x * np.float32(scale) if scale else block_x)
         for k, sample in enumerate((table[at], slope[at], curve[at]), start=1):
             sums[k].append(_coarsen(sample, f))

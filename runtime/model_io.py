@@ -12,6 +12,18 @@ import numpy as np
 
 from .spec import ModelSpec
 
+# Full-range integer pixels, and the factor that brings each kind to [0, 1].
+UNIT_SCALE = {np.dtype(np.uint8): 1 / 255, np.dtype(np.uint16): 1 / 65535}
+
+
+def to_unit(pixels: np.ndarray) -> np.ndarray:
+    """Pixels as float32 in [0, 1]: uint8 and uint16 scaled from their full range, floats as
+    they are (not copied when already float32)."""
+    scale = UNIT_SCALE.get(pixels.dtype)
+    if scale is None:
+        return pixels.astype(np.float32, copy=False)
+    return pixels.astype(np.float32) * np.float32(scale)
+
 
 def to_model(spec: ModelSpec, image: np.ndarray) -> np.ndarray:
     """float32 HWC in [0, 1] with the model's channels -> NCHW ``(1, C, H, W)`` float32 in the
